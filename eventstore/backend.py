@@ -1,0 +1,100 @@
+"""What a log backend provides, so the writer, replay and CLI work the same on every backend."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Iterator
+
+from .batch import Record
+from .codec import SchemaStore
+
+TOPIC_PARTITIONS = {"market": 1, "intents": 1, "executions": 1, "system": 1}
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One atomic unit in the namespace's commit journal: every seq in [first, last] is delivered together."""
+
+    first: int
+    last: int
+    last_hash: bytes
+    ts: int
+
+
+@dataclass(frozen=True)
+class PartitionInfo:
+    """Size and extent of one topic-partition, for `tape log topics`."""
+
+    topic: str
+    partition: int
+    records: int
+    bytes: int
+    segments: int
+
+
+class Cursor(ABC):
+    """Reads one topic-partition forward in whole batches, remembering where it stopped."""
+
+    @abstractmethod
+    def read_until(self, horizon: int) -> Iterator[Record]:
+        """Records of batches whose seqs are all <= horizon (the committed horizon), from where it stopped."""
+
+
+class NamespaceWriter(ABC):
+    """The single writer of a namespace at the backend level: appends batches, then the commit."""
+
+    next_seq: int
+    last_hash: bytes
+    partitions: dict[str, int]
+
+    @abstractmethod
+    def commit(self, batches: dict[tuple[str, int], list[Record]], commit: Commit) -> None:
+        """Append each partition's batch, then the commit record that makes them visible."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class NamespaceReader(ABC):
+    """Read access to one namespace."""
+
+    partitions: dict[str, int]
+
+    @abstractmethod
+    def horizon(self) -> int:
+        """Last committed seq (0 when nothing is committed)."""
+
+    @abstractmethod
+    def commits(self, from_seq: int = 1) -> Iterator[Commit]:
+        """Commits whose range ends at or after from_seq, in order."""
+
+    @abstractmethod
+    def cursor(self, topic: str, partition: int, *, seq: int | None = None, ts: int | None = None) -> Cursor:
+        """A cursor positioned at or before the first record with that seq or event time."""
+
+    @abstractmethod
+    def partition_info(self) -> list[PartitionInfo]: ...
+
+    def close(self) -> None:
+        return None
+
+
+class Backend(ABC):
+    """A store of namespaces: the file log or Kafka."""
+
+    url: str
+
+    @abstractmethod
+    def namespaces(self) -> list[str]: ...
+
+    @abstractmethod
+    def open_writer(self, namespace: str, **options) -> NamespaceWriter: ...
+
+    @abstractmethod
+    def open_reader(self, namespace: str) -> NamespaceReader: ...
+
+    @abstractmethod
+    def schema_store(self, namespace: str) -> SchemaStore: ...
+
+    def close(self) -> None:
+        return None

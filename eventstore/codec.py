@@ -1,0 +1,134 @@
+"""Avro single-object encoding (C3 01 + CRC-64-AVRO fingerprint + body) with writer→reader resolution."""
+from __future__ import annotations
+
+import json
+from io import BytesIO
+from typing import Any, Callable, Protocol
+
+from fastavro import schemaless_reader, schemaless_writer
+from fastavro.schema import parse_schema
+
+from .catalog import MAGIC, Catalog, EventType, canonical_form, fingerprint
+from .errors import IncompatibleSchema, SchemaError, UnknownSchema
+
+
+class SchemaStore(Protocol):
+    """Where a log keeps its registry: fingerprint → writer schema, stored with the log itself."""
+
+    def load_schemas(self) -> dict[int, dict[str, Any]]: ...
+
+    def save_schema(self, fp: int, schema: dict[str, Any]) -> None: ...
+
+
+class Registry:
+    """The writer schemas a log has used, so any log decodes on its own."""
+
+    def __init__(self, store: SchemaStore | None = None):
+        self.store = store
+        self.schemas: dict[int, dict[str, Any]] = store.load_schemas() if store else {}
+
+    def register(self, event_type: EventType) -> None:
+        """Record a writer schema before the first event of it is written."""
+        known = self.schemas.get(event_type.fingerprint)
+        if known is not None:
+            if known != event_type.schema and _strip_docs(known) != _strip_docs(event_type.schema):
+                raise IncompatibleSchema(
+                    f"{event_type.full_name}: fingerprint {event_type.fingerprint:016x} is registered with a different "
+                    "schema (logical types or defaults differ): give the changed schema a new field or name"
+                )
+            return
+        if self.store is not None:
+            self.store.save_schema(event_type.fingerprint, event_type.schema)
+        self.schemas[event_type.fingerprint] = event_type.schema
+
+    def refresh(self) -> None:
+        """Pick up schemas another process registered since this one loaded."""
+        if self.store is not None:
+            self.schemas.update(self.store.load_schemas())
+
+
+def _strip_docs(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        return {k: _strip_docs(v) for k, v in schema.items() if k not in ("doc",)}
+    if isinstance(schema, list):
+        return [_strip_docs(s) for s in schema]
+    return schema
+
+
+def schema_file_text(schema: dict[str, Any]) -> str:
+    """Deterministic JSON text of a schema, as stored in a registry."""
+    return json.dumps(schema, sort_keys=True, indent=1) + "\n"
+
+
+def check_fingerprint(fp: int, schema: dict[str, Any]) -> None:
+    """Refuse a registry entry whose text does not hash to its name."""
+    if fingerprint(schema) != fp:
+        raise SchemaError(f"registry entry {fp:016x} holds a schema whose fingerprint is {fingerprint(schema):016x}")
+
+
+class Codec:
+    """Encodes events of today's catalog; decodes events of any registered writer schema."""
+
+    def __init__(self, catalog: Catalog, registry: Registry):
+        self.catalog = catalog
+        self.registry = registry
+        self._decoders: dict[int, tuple[str, Callable[[bytes], dict[str, Any]]]] = {}
+        self._buf = BytesIO()
+
+    def encode(self, event_type: EventType, record: dict[str, Any]) -> bytes:
+        """Single-object bytes of one record."""
+        buf = self._buf
+        buf.seek(0)
+        buf.truncate()
+        buf.write(event_type.prefix)
+        try:
+            schemaless_writer(buf, event_type.parsed, record)
+        except Exception as e:  # fastavro raises ValueError/TypeError/AttributeError on mismatches
+            raise SchemaError(f"{event_type.name}: event does not match its schema ({e}); fix the event's fields") from None
+        return buf.getvalue()
+
+    def decoder(self, fp: int) -> tuple[str, Callable[[bytes], dict[str, Any]]]:
+        """(full type name, decode function) for values with this fingerprint."""
+        hit = self._decoders.get(fp)
+        if hit is None:
+            hit = self._decoders[fp] = self._make_decoder(fp)
+        return hit
+
+    def _make_decoder(self, fp: int) -> tuple[str, Callable[[bytes], dict[str, Any]]]:
+        writer = self.registry.schemas.get(fp)
+        if writer is None:
+            self.registry.refresh()
+            writer = self.registry.schemas.get(fp)
+        if writer is None:
+            raise UnknownSchema(
+                f"unknown schema fingerprint {fp:016x}: the log's registry lacks it; copy the registry with the data"
+            )
+        name = writer["name"]
+        current = self.catalog.by_full.get(name)
+        parsed_writer = parse_schema(writer, _force=True)
+        if current is not None and current.fingerprint == fp:
+            reader_schema = None
+        elif current is not None:
+            reader_schema = current.parsed
+        else:
+            reader_schema = None  # a type today's code no longer has: read it as written
+
+        def decode(value: bytes, _w=parsed_writer, _r=reader_schema) -> dict[str, Any]:
+            return schemaless_reader(BytesIO(value[10:]), _w, _r)
+
+        return name, decode
+
+    def decode(self, value: bytes) -> tuple[str, dict[str, Any]]:
+        """(full type name, record) of a single-object value."""
+        if value[:2] != MAGIC or len(value) < 10:
+            raise SchemaError("value is not Avro single-object encoded (missing C3 01 header)")
+        name, fn = self.decoder(int.from_bytes(value[2:10], "little"))
+        return name, fn(value)
+
+
+def fingerprint_of(value: bytes) -> int:
+    """The writer schema fingerprint a single-object value names."""
+    return int.from_bytes(value[2:10], "little")
+
+
+__all__ = ["Codec", "Registry", "SchemaStore", "canonical_form", "schema_file_text", "fingerprint_of"]

@@ -1,0 +1,29 @@
+"""User-facing errors: each one line that names the thing and the fix."""
+
+
+class TapeError(Exception):
+    """Base of every error the CLI reports as one line instead of a traceback."""
+
+
+class StoreError(TapeError):
+    """The store URL or path cannot be used."""
+
+
+class LockedNamespace(TapeError):
+    """A second writer tried to open a namespace that has one."""
+
+
+class CorruptLog(TapeError):
+    """Bytes in the log fail their checksum or framing away from the tail."""
+
+
+class UnknownSchema(TapeError):
+    """A record names a schema fingerprint the registry does not hold."""
+
+
+class SchemaError(TapeError):
+    """A schema file is invalid or an event does not match its schema."""
+
+
+class IncompatibleSchema(TapeError):
+    """A schema change would break reading of events already written."""

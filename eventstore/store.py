@@ -1,0 +1,114 @@
+"""Open a log by URL (file:PATH or kafka://HOST:PORT) and use it: writers, replays, registry, stats."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from .backend import Backend
+from .catalog import Catalog
+from .codec import Codec, Registry
+from .errors import StoreError
+from .filelog import FileLog
+from .replay import Replay
+from .writer import Writer
+
+DEFAULT_STORE = "file:./tape-data"
+
+
+def backend_for(url: str) -> Backend:
+    """The backend a store URL names."""
+    if url.startswith("kafka://"):
+        try:
+            from .kafkalog import KafkaLog
+        except ImportError:
+            raise StoreError(f"store {url}: the Kafka backend is not available in this build; use a file: store") from None
+        return KafkaLog(url)
+    if url.startswith("file://"):
+        path = url[len("file://"):]
+    elif url.startswith("file:"):
+        path = url[len("file:"):]
+    elif "://" in url:
+        raise StoreError(f"unsupported store URL {url!r}: use file:PATH or kafka://HOST:PORT")
+    else:
+        path = url
+    if not path:
+        raise StoreError("empty store path: use file:PATH, e.g. file:./tape-data")
+    return FileLog(os.path.expanduser(path))
+
+
+@dataclass
+class Stats:
+    """What `tape log stats` reports for a namespace."""
+
+    events: int = 0
+    bytes: int = 0
+    first_ts: int | None = None
+    last_ts: int | None = None
+    first_seq: int | None = None
+    last_seq: int | None = None
+    per_type: dict[str, int] = field(default_factory=dict)
+    per_type_bytes: dict[str, int] = field(default_factory=dict)
+
+
+class Log:
+    """A store of namespaces, whatever the backend."""
+
+    def __init__(self, backend: Backend, catalog: Catalog | None = None):
+        self.backend = backend
+        self.catalog = catalog or Catalog.load()
+
+    @classmethod
+    def open(cls, url: str | None = None, catalog: Catalog | None = None) -> "Log":
+        return cls(backend_for(url or os.environ.get("TAPE_STORE") or DEFAULT_STORE), catalog)
+
+    @property
+    def url(self) -> str:
+        return self.backend.url
+
+    def namespaces(self) -> list[str]:
+        return self.backend.namespaces()
+
+    def registry(self, namespace: str) -> Registry:
+        return Registry(self.backend.schema_store(namespace))
+
+    def codec(self, namespace: str) -> Codec:
+        return Codec(self.catalog, self.registry(namespace))
+
+    def writer(self, namespace: str, *, clock: Callable[[], int] | None = None, **options: Any) -> Writer:
+        """The namespace's single writer (fails if another holds it)."""
+        backend_writer = self.backend.open_writer(namespace, **options)
+        try:
+            return Writer(backend_writer, namespace, self.catalog, self.registry(namespace), clock)
+        except BaseException:
+            backend_writer.close()
+            raise
+
+    def replay(self, namespace: str, *, types: Iterable[str] | None = None, **options: Any) -> Replay:
+        """Committed events in seq order; see Replay for slicing and follow mode."""
+        return Replay(self.backend.open_reader(namespace), self.codec(namespace), types=types, **options)
+
+    def partitions(self, namespace: str):
+        return self.backend.open_reader(namespace).partition_info()
+
+    def stats(self, namespace: str, **options: Any) -> Stats:
+        """Counts, bytes and time extent per type, from frames only (no decoding)."""
+        s = Stats()
+        for r in self.replay(namespace, **options).records():
+            name = r.type.decode().rsplit(".", 1)[-1]
+            size = len(r.value) + len(r.key) + len(r.type)
+            s.events += 1
+            s.bytes += size
+            s.per_type[name] = s.per_type.get(name, 0) + 1
+            s.per_type_bytes[name] = s.per_type_bytes.get(name, 0) + size
+            if s.first_ts is None or r.ts < s.first_ts:
+                s.first_ts = r.ts
+            if s.last_ts is None or r.ts > s.last_ts:
+                s.last_ts = r.ts
+            if s.first_seq is None:
+                s.first_seq = r.seq
+            s.last_seq = r.seq
+        return s
+
+    def close(self) -> None:
+        self.backend.close()

@@ -1,0 +1,131 @@
+"""The single writer of a namespace: numbers events, fills their envelope, chains hashes, commits steps."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
+
+from kafka.partitioner.default import murmur2
+
+from .backend import Commit, NamespaceWriter
+from .batch import Record
+from .catalog import Catalog, EventType
+from .codec import Codec, Registry
+from .errors import TapeError
+
+
+@dataclass(slots=True)
+class Draft:
+    """An event about to be written: its type, payload fields and the envelope fields only its author knows."""
+
+    type: str
+    payload: dict[str, Any]
+    ts_event: int
+    key: str = ""
+    source: str = ""
+    causation_id: str | None = None
+    correlation_id: str | None = None
+    ts_init: int | None = None
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2), so a key lands in the same partition on every backend."""
+    if partitions == 1:
+        return 0
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def event_id(namespace: str, seq: int) -> str:
+    """Deterministic, readable event id: a re-run of the same inputs produces the same ids."""
+    return f"{namespace}:{seq}"
+
+
+class Writer:
+    """Appends steps atomically; a step's events get consecutive seqs and land all together or not at all."""
+
+    def __init__(self, backend_writer: NamespaceWriter, namespace: str, catalog: Catalog, registry: Registry,
+                 clock: Callable[[], int] | None = None):
+        self.backend = backend_writer
+        self.namespace = namespace
+        self.catalog = catalog
+        self.registry = registry
+        self.codec = Codec(catalog, registry)
+        self.clock = clock
+        self._types: dict[str, tuple[EventType, bytes, int]] = {}
+
+    @property
+    def next_seq(self) -> int:
+        return self.backend.next_seq
+
+    @property
+    def last_hash(self) -> bytes:
+        return self.backend.last_hash
+
+    def _type(self, name: str) -> tuple[EventType, bytes, int]:
+        hit = self._types.get(name)
+        if hit is None:
+            et = self.catalog.get(name)
+            self.registry.register(et)
+            hit = self._types[name] = self._types[et.full_name] = (et, et.full_name.encode(), self.backend.partitions[et.topic])
+        return hit
+
+    def append(self, drafts: Sequence[Draft]) -> int:
+        """Commit one step; returns the seq of its first event."""
+        return self.append_steps([drafts])
+
+    def append_steps(self, steps: Iterable[Sequence[Draft]]) -> int:
+        """Commit several steps as one unit (group commit); returns the first seq."""
+        first = seq = self.backend.next_seq
+        prev = self.backend.last_hash
+        ns = self.namespace
+        encode = self.codec.encode
+        sha = hashlib.sha256
+        batches: dict[tuple[str, int], list[Record]] = {}
+        ts_last = 0
+        for step in steps:
+            for d in step:
+                et, type_b, nparts = self._type(d.type)
+                ts_init = d.ts_init if d.ts_init is not None else (self.clock() if self.clock else d.ts_event)
+                record = d.payload
+                record["envelope"] = {
+                    "event_id": f"{ns}:{seq}",
+                    "seq": seq,
+                    "ts_event": d.ts_event,
+                    "ts_init": ts_init,
+                    "causation_id": d.causation_id,
+                    "correlation_id": d.correlation_id,
+                    "source": d.source,
+                    "prev_hash": prev,
+                }
+                value = encode(et, record)
+                prev = sha(value).digest()
+                key = d.key.encode()
+                part = 0 if nparts == 1 else partition_for(key, nparts)
+                bucket = batches.get((et.topic, part))
+                if bucket is None:
+                    bucket = batches[(et.topic, part)] = []
+                bucket.append(Record(seq, d.ts_event, key, type_b, value))
+                ts_last = ts_init
+                seq += 1
+        if seq == first:
+            return first
+        self.backend.commit(batches, Commit(first, seq - 1, prev, ts_last))
+        return first
+
+    def sync(self) -> None:
+        """Force durability now, whatever the fsync policy."""
+        sync = getattr(self.backend, "sync", None)
+        if sync:
+            sync()
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> "Writer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["Draft", "Writer", "event_id", "partition_for", "TapeError"]
