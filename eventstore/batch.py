@@ -36,18 +36,28 @@ class BatchInfo(NamedTuple):
     max_ts: int
 
 
+_packers: dict[tuple[int, int], object] = {}
+
+
+def _packer(klen: int, tlen: int):
+    """One struct.pack for a record's header, key and type (cached per key and type length)."""
+    fn = _packers[(klen, tlen)] = struct.Struct(f">IQqHB{klen}s{tlen}s").pack
+    return fn
+
+
 def encode_batch(base_offset: int, records: list[Record]) -> bytes:
     """Frame records as one batch; the CRC covers everything after it."""
-    pack = RECORD.pack
     parts = []
+    append = parts.append
     max_ts = records[0].ts
-    for r in records:
-        parts.append(pack(len(r.value), r.seq, r.ts, len(r.key), len(r.type)))
-        parts.append(r.key)
-        parts.append(r.type)
-        parts.append(r.value)
-        if r.ts > max_ts:
-            max_ts = r.ts
+    for seq, ts, key, type_, value in records:
+        packer = _packers.get((len(key), len(type_)))
+        if packer is None:
+            packer = _packer(len(key), len(type_))
+        append(packer(len(value), seq, ts, len(key), len(type_), key, type_))
+        append(value)
+        if ts > max_ts:
+            max_ts = ts
     body = b"".join(parts)
     head = struct.pack(">BQIQQq", MAGIC, base_offset, len(records), records[0].seq, records[-1].seq, max_ts)
     crc = zlib.crc32(body, zlib.crc32(head))

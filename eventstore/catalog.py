@@ -27,10 +27,10 @@ class EventType:
     parsed: Any = field(repr=False, compare=False)
     fingerprint: int
 
-    @property
-    def prefix(self) -> bytes:
-        """The 10 bytes every value of this type starts with."""
-        return MAGIC + self.fingerprint.to_bytes(8, "little")
+    prefix: bytes = field(default=b"", compare=False)  # the 10 bytes every value of this type starts with
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prefix", MAGIC + self.fingerprint.to_bytes(8, "little"))
 
     @property
     def canonical(self) -> str:

@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from io import BytesIO
 from typing import Any, Callable, Iterable, Sequence
 
+from fastavro import schemaless_writer
 from kafka.partitioner.default import murmur2
 
 from .backend import Commit, NamespaceWriter
 from .batch import Record
 from .catalog import Catalog, EventType
 from .codec import Codec, Registry
-from .errors import TapeError
+from .errors import SchemaError, TapeError
 
 
 @dataclass(slots=True)
@@ -52,6 +54,7 @@ class Writer:
         self.codec = Codec(catalog, registry)
         self.clock = clock
         self._types: dict[str, tuple[EventType, bytes, int]] = {}
+        self._buf = BytesIO()
 
     @property
     def next_seq(self) -> int:
@@ -78,7 +81,8 @@ class Writer:
         first = seq = self.backend.next_seq
         prev = self.backend.last_hash
         ns = self.namespace
-        encode = self.codec.encode
+        buf = self._buf
+        seek, truncate, write, getvalue = buf.seek, buf.truncate, buf.write, buf.getvalue
         sha = hashlib.sha256
         batches: dict[tuple[str, int], list[Record]] = {}
         ts_last = 0
@@ -97,7 +101,14 @@ class Writer:
                     "source": d.source,
                     "prev_hash": prev,
                 }
-                value = encode(et, record)
+                seek(0)
+                truncate()
+                write(et.prefix)
+                try:
+                    schemaless_writer(buf, et.parsed, record)
+                except Exception as e:  # fastavro raises ValueError/TypeError/KeyError on mismatches
+                    raise SchemaError(f"{et.name} (seq {seq}): event does not match its schema ({e!r}); fix its fields") from None
+                value = getvalue()
                 prev = sha(value).digest()
                 key = d.key.encode()
                 part = 0 if nparts == 1 else partition_for(key, nparts)

@@ -1,0 +1,100 @@
+"""Helpers shared by the file-log tests and their subprocess scripts: step drafts, marks, checks."""
+from __future__ import annotations
+
+import hashlib
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Iterable
+
+from eventstore.writer import Draft
+
+KEYS = ("BTCUSDT.BINANCE", "ETHUSDT.BINANCE", "SOLUSDT.BINANCE", "XRPUSDT.BINANCE", "ADAUSDT.BINANCE")
+# one event of each topic, in this order, makes a step span market + intents + executions + system
+KINDS = ("trade", "intent", "fill", "heartbeat")
+
+
+def mark(step: int, i: int, n: int) -> str:
+    """The text a draft carries so a reader can tell which step it belongs to and how big that step was."""
+    return f"s{step}/{i}/{n}"
+
+
+def draft(kind: str, step: int, i: int, n: int, ts: int, key: str = KEYS[0]) -> Draft:
+    """One marked draft of a kind: trade (market), intent (intents), fill (executions), heartbeat (system)."""
+    m = mark(step, i, n)
+    if kind == "trade":
+        payload = {"instrument_id": key, "price": Decimal("101.25"), "quantity": Decimal("0.5"), "trade_id": m}
+    elif kind == "intent":
+        payload = {"instrument_id": key, "strategy_id": "t", "client_order_id": m, "side": "BUY", "order_type": "LIMIT",
+                   "quantity": Decimal("1"), "price": Decimal("100"), "time_in_force": "GTC", "tags": {"step": str(step)}}
+    elif kind == "fill":
+        payload = {"instrument_id": key, "client_order_id": "c", "trade_id": m, "side": "SELL",
+                   "last_price": Decimal("100.1"), "last_quantity": Decimal("0.25"), "fee": Decimal("-0.0001"),
+                   "fee_currency": "USDT"}
+    elif kind == "heartbeat":
+        key = m
+        payload = {"component": m}
+    else:
+        raise ValueError(kind)
+    type_ = {"trade": "TradeTick", "intent": "OrderIntent", "fill": "OrderFilled", "heartbeat": "Heartbeat"}[kind]
+    return Draft(type_, payload, ts_event=ts, key=key, source="test")
+
+
+def step(step_no: int, kinds: Iterable[str] = KINDS, ts: int = 0, key: str = KEYS[0]) -> list[Draft]:
+    """The drafts of one marked step, one per kind."""
+    kinds = list(kinds)
+    return [draft(k, step_no, i, len(kinds), ts or 1_000 + step_no, key) for i, k in enumerate(kinds)]
+
+
+def mark_of(event) -> tuple[int, int, int]:
+    """(step, index in step, step size) from a delivered event's payload."""
+    d = event.data
+    text = {"TradeTick": "trade_id", "OrderIntent": "client_order_id", "OrderFilled": "trade_id",
+            "Heartbeat": "component"}[event.name]
+    s, i, n = d[text][1:].split("/")
+    return int(s), int(i), int(n)
+
+
+def steps_of(events) -> list[tuple[int, list]]:
+    """Group delivered events into steps by their marks, asserting every step is whole and contiguous."""
+    out: list[tuple[int, list]] = []
+    for e in events:
+        s, i, n = mark_of(e)
+        if i == 0:
+            out.append((s, [e]))
+        else:
+            assert out and out[-1][0] == s, f"event {e} of step {s} delivered without its step's first event"
+            out[-1][1].append(e)
+        assert out[-1][1][-1] is e and len(out[-1][1]) == i + 1, f"step {s}: event {i} out of place"
+    for s, evs in out:
+        n = mark_of(evs[0])[2]
+        assert len(evs) == n, f"partial step {s} delivered: {len(evs)} of {n} events"
+        assert [e.seq for e in evs] == list(range(evs[0].seq, evs[0].seq + n)), f"step {s} seqs not consecutive"
+    return out
+
+
+def check_chain(events) -> None:
+    """Seqs strictly increase and every prev_hash is the sha256 of the previous delivered event's value."""
+    prev_value = None
+    last_seq = 0
+    for e in events:
+        assert e.seq > last_seq, f"seq {e.seq} after {last_seq}"
+        last_seq = e.seq
+        expected = b"" if prev_value is None else hashlib.sha256(prev_value).digest()
+        assert e.envelope["prev_hash"] == expected, f"hash chain broken at seq {e.seq}"
+        assert e.envelope["seq"] == e.seq
+        prev_value = e.value
+
+
+def files(root: Path) -> dict[str, bytes]:
+    """Every regular file under root, by relative path, with its bytes."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def segment(ns_dir: Path, part: str) -> Path:
+    """The last segment file of a topic-partition directory such as 'market-0' or '_commits'."""
+    return sorted((ns_dir / part).glob("*.log"))[-1]
+
+
+def truncate(path: Path, size: int) -> None:
+    os.truncate(path, size)
