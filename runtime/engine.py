@@ -14,7 +14,7 @@ import hashlib
 import heapq
 from collections import deque
 from decimal import Decimal
-from typing import Any, Iterable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 from eventstore.writer import Draft, Writer
 from handlers.strategy import Strategy
@@ -81,6 +81,7 @@ class Engine:
         self.orders: dict[str, dict[str, Any]] = {}  # client_order_id → submitted order (for routing only)
         self.strategy = strategy_cls(params, _StrategyContext(self))
         self.events = 0
+        self.on_emit: Callable[[str, dict[str, Any], int], None] | None = None  # observers: reports, metrics
 
     # ---- emission ------------------------------------------------------------------------------------------
 
@@ -98,6 +99,8 @@ class Engine:
         self.state.apply(name, payload, ts)
         self._routing.append((name, payload, ts, event_id))
         self.events += 1
+        if self.on_emit is not None:
+            self.on_emit(name, payload, ts)
         return event_id
 
     def _emit_all(self, items: Iterable[Emitted], source: str) -> None:

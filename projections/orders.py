@@ -1,0 +1,240 @@
+"""The order state machine: every order's status, fills and fees, folded from execution events.
+
+Legal transitions (anything else raises `IllegalTransition`, naming the order and both states):
+
+    (new)            -OrderSubmitted->  SUBMITTED
+    SUBMITTED        -> ACCEPTED | REJECTED | CANCELED | PARTIALLY_FILLED | FILLED   (a fill may beat the ack)
+    ACCEPTED         -> TRIGGERED | PARTIALLY_FILLED | FILLED | CANCELED | EXPIRED
+    TRIGGERED        -> PARTIALLY_FILLED | FILLED | CANCELED | EXPIRED
+    PARTIALLY_FILLED -> PARTIALLY_FILLED | FILLED | CANCELED | EXPIRED
+    FILLED, CANCELED, REJECTED, EXPIRED: terminal.
+
+OrderCancelRejected never changes status, so it is accepted in every state — also for an id this fold has
+never seen (the venue's answer to a cancel of an unknown order): there is no state for it to corrupt.
+A fill beyond the order quantity (an overfill), a fill on the wrong side and a second OrderSubmitted for an
+existing id are illegal too.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from decimal import Context, Decimal, ROUND_HALF_EVEN, localcontext
+from typing import Any
+
+from eventstore.errors import TapeError
+
+Q18 = Decimal(1).scaleb(-18)
+_CTX = Context(prec=60, rounding=ROUND_HALF_EVEN)
+_ZERO = Decimal(0)
+
+SUBMITTED, ACCEPTED, TRIGGERED = "SUBMITTED", "ACCEPTED", "TRIGGERED"
+PARTIALLY_FILLED, FILLED = "PARTIALLY_FILLED", "FILLED"
+CANCELED, REJECTED, EXPIRED = "CANCELED", "REJECTED", "EXPIRED"
+STATUSES = (SUBMITTED, ACCEPTED, TRIGGERED, PARTIALLY_FILLED, FILLED, CANCELED, REJECTED, EXPIRED)
+TERMINAL = frozenset({FILLED, CANCELED, REJECTED, EXPIRED})
+
+LEGAL: dict[str, frozenset[str]] = {
+    SUBMITTED: frozenset({ACCEPTED, REJECTED, CANCELED, PARTIALLY_FILLED, FILLED}),
+    ACCEPTED: frozenset({TRIGGERED, PARTIALLY_FILLED, FILLED, CANCELED, EXPIRED}),
+    TRIGGERED: frozenset({PARTIALLY_FILLED, FILLED, CANCELED, EXPIRED}),
+    PARTIALLY_FILLED: frozenset({PARTIALLY_FILLED, FILLED, CANCELED, EXPIRED}),
+    FILLED: frozenset(), CANCELED: frozenset(), REJECTED: frozenset(), EXPIRED: frozenset(),
+}
+
+# event name → the status it moves an order to (OrderFilled is decided by the leaves quantity)
+EVENT_STATUS = {"OrderAccepted": ACCEPTED, "OrderRejected": REJECTED, "OrderTriggered": TRIGGERED,
+                "OrderCanceled": CANCELED, "OrderExpired": EXPIRED}
+EVENTS = ("OrderSubmitted", "OrderAccepted", "OrderRejected", "OrderTriggered", "OrderCanceled",
+          "OrderCancelRejected", "OrderExpired", "OrderFilled")
+NEW = "(new)"
+
+
+class IllegalTransition(TapeError):
+    """An execution event that the order's current status does not allow: the log or the adapter is wrong."""
+
+    def __init__(self, client_order_id: str, from_status: str, to_status: str, event: str, detail: str = ""):
+        self.client_order_id = client_order_id
+        self.from_status = from_status
+        self.to_status = to_status
+        self.event = event
+        what = f" ({detail})" if detail else ""
+        super().__init__(f"order {client_order_id}: {event} would move it {from_status} -> {to_status}, which is "
+                         f"illegal{what}; the execution reports are duplicated, out of order or wrong — check the "
+                         f"venue adapter that wrote them")
+
+
+@dataclass(slots=True)
+class Order:
+    """One order as submitted, plus what the venue has since said about it."""
+
+    instrument_id: str
+    client_order_id: str
+    venue: str
+    strategy_id: str
+    side: str
+    order_type: str
+    quantity: Decimal
+    price: Decimal | None
+    trigger_price: Decimal | None
+    time_in_force: str
+    expire_ts: int | None
+    post_only: bool
+    reduce_only: bool
+    status: str = SUBMITTED
+    filled_quantity: Decimal = _ZERO
+    leaves_quantity: Decimal = _ZERO
+    avg_fill_price: Decimal | None = None  # quantity-weighted over fills, quantized to 18 places; None unfilled
+    venue_order_id: str | None = None
+    ts_submitted: int = 0
+    ts_last: int = 0
+    fees: dict[str, Decimal] = field(default_factory=dict)  # fee currency → total (negative: rebate)
+    fill_count: int = 0
+    reason: str | None = None  # reject / cancel reason, when the venue gave one
+    filled_notional: Decimal = _ZERO  # Σ price × quantity over fills, exact
+
+    @property
+    def is_open(self) -> bool:
+        return self.status not in TERMINAL
+
+
+class Orders:
+    """Every order by client order id, with the open ones in submission order."""
+
+    EVENTS = EVENTS
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, Order] = {}
+        self._open: dict[str, dict[str, Order]] = {}  # instrument → client_order_id → open order (submission order)
+        self._open_all: dict[str, Order] = {}
+
+    # ---- queries -------------------------------------------------------------------------------------------
+
+    def open(self, instrument_id: str | None = None) -> list[Order]:
+        """Orders not yet terminal, oldest submission first."""
+        if instrument_id is None:
+            return list(self._open_all.values())
+        return list(self._open.get(instrument_id, {}).values())
+
+    def open_count(self, instrument_id: str | None = None) -> int:
+        """How many orders are working (for the max-open-orders rule)."""
+        if instrument_id is None:
+            return len(self._open_all)
+        return len(self._open.get(instrument_id, ()))
+
+    def get(self, client_order_id: str) -> Order | None:
+        return self.by_id.get(client_order_id)
+
+    # ---- the fold ------------------------------------------------------------------------------------------
+
+    def apply(self, name: str, data: dict[str, Any], ts: int) -> None:
+        """Fold one execution event; raises IllegalTransition when the order's status does not allow it."""
+        cid = data.get("client_order_id")
+        if cid is None:
+            return
+        if name == "OrderSubmitted":
+            self._submit(data, ts)
+            return
+        order = self.by_id.get(cid)
+        if name == "OrderCancelRejected":  # changes nothing, whatever the order's status (or existence)
+            return
+        if name == "OrderFilled":
+            if order is None:
+                raise IllegalTransition(cid, NEW, FILLED, name, "unknown order: no OrderSubmitted for this id")
+            self._fill(order, data, ts)
+            return
+        target = EVENT_STATUS.get(name)
+        if target is None:
+            return
+        if order is None:
+            raise IllegalTransition(cid, NEW, target, name, "unknown order: no OrderSubmitted for this id")
+        if target not in LEGAL[order.status]:
+            raise IllegalTransition(cid, order.status, target, name)
+        order.status = target
+        order.ts_last = ts
+        voi = data.get("venue_order_id")
+        if voi:
+            order.venue_order_id = voi
+        reason = data.get("reason")
+        if reason:
+            order.reason = reason
+        if target in TERMINAL:
+            self._close(order)
+
+    def _submit(self, data: dict[str, Any], ts: int) -> None:
+        cid = data["client_order_id"]
+        if cid in self.by_id:
+            existing = self.by_id[cid]
+            raise IllegalTransition(cid, existing.status, SUBMITTED, "OrderSubmitted",
+                                    "duplicate client order id: an order with this id was already submitted")
+        quantity = data["quantity"]
+        order = Order(
+            instrument_id=data["instrument_id"], client_order_id=cid, venue=data.get("venue", ""),
+            strategy_id=data.get("strategy_id", ""), side=data["side"], order_type=data.get("order_type", "MARKET"),
+            quantity=quantity, price=data.get("price"), trigger_price=data.get("trigger_price"),
+            time_in_force=data.get("time_in_force", "GTC"), expire_ts=data.get("expire_ts"),
+            post_only=bool(data.get("post_only", False)), reduce_only=bool(data.get("reduce_only", False)),
+            leaves_quantity=quantity, ts_submitted=ts, ts_last=ts)
+        self.by_id[cid] = order
+        self._open_all[cid] = order
+        self._open.setdefault(order.instrument_id, {})[cid] = order
+
+    def _fill(self, order: Order, data: dict[str, Any], ts: int) -> None:
+        cid = order.client_order_id
+        qty: Decimal = data["last_quantity"]
+        price: Decimal = data["last_price"]
+        with localcontext(_CTX):
+            filled = order.filled_quantity + qty
+            target = FILLED if filled >= order.quantity else PARTIALLY_FILLED
+            if target not in LEGAL[order.status]:
+                raise IllegalTransition(cid, order.status, target, "OrderFilled")
+            if qty <= 0:
+                raise IllegalTransition(cid, order.status, target, "OrderFilled",
+                                        f"fill quantity {qty} is not positive")
+            if filled > order.quantity:
+                raise IllegalTransition(cid, order.status, target, "OrderFilled",
+                                        f"overfill: {qty} more would make {filled} filled of {order.quantity} "
+                                        f"ordered, leaves {order.leaves_quantity}")
+            side = data.get("side")
+            if side is not None and side != order.side:
+                raise IllegalTransition(cid, order.status, target, "OrderFilled",
+                                        f"fill side {side} differs from order side {order.side}")
+            order.filled_quantity = filled
+            order.leaves_quantity = order.quantity - filled
+            order.filled_notional += price * qty
+            order.avg_fill_price = (order.filled_notional / filled).quantize(Q18)
+            fee: Decimal = data.get("fee", _ZERO)
+            cur = data.get("fee_currency")
+            if cur is not None:
+                order.fees[cur] = order.fees.get(cur, _ZERO) + fee
+        order.fill_count += 1
+        order.status = target
+        order.ts_last = ts
+        voi = data.get("venue_order_id")
+        if voi:
+            order.venue_order_id = voi
+        if target == FILLED:
+            self._close(order)
+
+    def _close(self, order: Order) -> None:
+        self._open_all.pop(order.client_order_id, None)
+        per = self._open.get(order.instrument_id)
+        if per is not None:
+            per.pop(order.client_order_id, None)
+
+    # ---- snapshot ------------------------------------------------------------------------------------------
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Every order as plain data, in submission order (restore with `Orders.restore`)."""
+        return [dataclasses.asdict(o) for o in self.by_id.values()]
+
+    @classmethod
+    def restore(cls, snapshot: list[dict[str, Any]]) -> "Orders":
+        """The fold as it was when `snapshot` was taken."""
+        orders = cls()
+        for row in snapshot:
+            o = Order(**{**row, "fees": dict(row["fees"])})
+            orders.by_id[o.client_order_id] = o
+            if o.is_open:
+                orders._open_all[o.client_order_id] = o
+                orders._open.setdefault(o.instrument_id, {})[o.client_order_id] = o
+        return orders

@@ -1,0 +1,195 @@
+"""Round trips and run statistics on small hand-computed cases, and their edge cases."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from projections.performance import (YEAR_NS, CurveOrderError, EquityCurve, RoundTrip, RoundTrips,
+                                     infer_periods_per_year, max_drawdown, statistics)
+from projkit import IID, D, fill, instrument, market
+from test_portfolio import FILLS
+
+DAY = 24 * 3600 * 10**9
+
+
+def curve(values, exposed=None, step=DAY) -> EquityCurve:
+    c = EquityCurve()
+    for i, v in enumerate(values):
+        c.add(i * step, D(str(v)), bool(exposed[i]) if exposed else False)
+    return c
+
+
+def trip(pnl: str, side: str = "LONG") -> RoundTrip:
+    # entry 1 @100; exit 1 @(100 + pnl) for a long → gross = pnl, no fees
+    return RoundTrip(IID, side, "USDT", 0, 1, quantity=D(1), exit_quantity=D(1), entry_notional=D(100),
+                     exit_notional=D(100) + D(pnl))
+
+
+def golden_trips() -> RoundTrips:
+    rt = RoundTrips(market())
+    for i, (cid, side, qty, price, fee) in enumerate(FILLS, start=1):
+        rt.apply("OrderFilled", fill(cid, side, qty, price, fee), i)
+    return rt
+
+
+def test_round_trips_of_the_golden_sequence():
+    rt = golden_trips()
+    assert rt.open == {} and len(rt.closed) == 2
+    long, short = rt.closed
+    # LONG: entries 1@100, 0.25@110, 0.75@110 → qty 2, notional 210, avg 105;
+    #       exits 1.5@120 (180) and 0.5@130 (65, the closing half of D's first fill) → 245, avg 122.5; gross 35.
+    #       fees: 0.1 + 0.0275 + 0.0825 + 0.18 + half of 0.13 (0.065) = 0.455 → pnl 34.545
+    assert (long.side, long.entry_ts, long.exit_ts) == ("LONG", 1, 5)
+    assert long.quantity == 2 and long.avg_entry == 105 and long.avg_exit == D("122.5")
+    assert long.gross_pnl == 35 and long.fees == D("0.455") and long.pnl == D("34.545") and long.fills == 5
+    # SHORT: entries 0.5@130 (rest of D's first fill), 0.5@128 → qty 1, avg 129; exit 1@125; gross (129−125)×1 = 4
+    #        fees: 0.065 + 0.064 + 0.125 = 0.254 → pnl 3.746
+    assert (short.side, short.entry_ts, short.exit_ts) == ("SHORT", 5, 7)
+    assert short.quantity == 1 and short.avg_entry == 129 and short.avg_exit == 125
+    assert short.gross_pnl == 4 and short.fees == D("0.254") and short.pnl == D("3.746") and short.fills == 3
+    # the trips add up to the portfolio's net realized PnL: 34.545 + 3.746 = 38.291 = 39 − 0.709
+    assert long.pnl + short.pnl == D("38.291")
+    assert short.as_dict()["pnl"] == D("3.746")
+
+
+def test_round_trip_flip_fee_split_is_exact_and_other_currency_fees_kept_apart():
+    rt = RoundTrips(market(instrument(kind="PERPETUAL", multiplier="2")))
+    rt.apply("OrderFilled", fill("a", "BUY", "1", "100", "0.01", fee_currency="BNB"), 1)
+    rt.apply("OrderFilled", fill("b", "SELL", "3", "90", "1"), 2)  # closes 1, opens 2 short: fee 1/3 vs 2/3
+    closed, = rt.closed
+    opened = rt.open[IID]
+    assert closed.fees == D("0.333333333333333333") and opened.fees == D("0.666666666666666667")
+    assert closed.fees + opened.fees == 1 and closed.other_fees == {"BNB": D("0.01")}
+    assert closed.gross_pnl == -20  # (90 − 100) × 1 × multiplier 2
+    assert opened.side == "SHORT" and opened.quantity == 2 and opened.exit_ts is None
+
+
+def test_statistics_drawdown_duration_exposure_total_return():
+    # 100 → 120 (peak) → 90 (trough: 30/120 = 0.25) → 95 → 130 (recovered at sample 4) → 110 (20/130 ≈ 0.154)
+    c = curve([100, 120, 90, 95, 130, 110], exposed=[0, 1, 1, 0, 1, 0])
+    s = statistics(c, [], [])
+    assert s["start_equity"] == 100 and s["end_equity"] == 110
+    assert s["total_return"] == pytest.approx(0.1)
+    assert s["max_drawdown"] == pytest.approx(0.25)
+    assert s["max_drawdown_duration_samples"] == 3 and s["max_drawdown_duration_ns"] == 3 * DAY
+    assert s["max_drawdown_recovered"] is True
+    assert s["periods_per_year"] == pytest.approx(365.0)  # daily samples
+    assert s["exposure_time"] == 0.5  # 3 of 6 samples in the market
+    assert s["round_trips"] == 0 and s["win_rate"] is None and s["profit_factor"] is None
+    assert s["fills"] == 0 and s["fees_paid"] == 0 and s["turnover"] == 0.0
+
+
+def test_statistics_sharpe_sortino_on_a_known_series():
+    # returns +10%, −10%, +10%: mean 1/30; sample std sqrt(((1/15)² × 2 + (2/15)²) / 2) = √3/15
+    # Sharpe per period (1/30)/(√3/15) = 1/(2√3); × √4 (4 periods a year) = 1/√3
+    # downside deviation sqrt(0.1² / 3) = 0.1/√3 → Sortino (1/30)/(0.1/√3) × 2 = 2/√3
+    c = curve(["100", "110", "99", "108.9"])
+    s = statistics(c, [], [], periods_per_year=4)
+    assert s["sharpe"] == pytest.approx(1 / math.sqrt(3), rel=1e-12)
+    assert s["sortino"] == pytest.approx(2 / math.sqrt(3), rel=1e-12)
+    # 3 periods = 0.75 years, growth 1.089 → 1.089^(4/3) − 1 ≈ 0.12039
+    assert s["annualized_return"] == pytest.approx(1.089 ** (4 / 3) - 1)
+    assert s["annualized_return"] == pytest.approx(0.12039, abs=1e-5)
+    # drawdown 110 → 99 = 10%, never recovered: from sample 1 to the last sample 3
+    assert s["max_drawdown"] == pytest.approx(0.1)
+    assert s["max_drawdown_duration_samples"] == 2 and s["max_drawdown_recovered"] is False
+
+
+def test_statistics_trades_win_rate_profit_factor_averages():
+    trips = [trip("10"), trip("-5"), trip("20"), trip("0"), trip("-15")]
+    s = statistics(curve([100, 100]), trips, [])
+    # wins 10, 20; losses −5, −15; the break-even trip counts in the denominator only
+    assert s["round_trips"] == 5 and s["win_rate"] == pytest.approx(0.4)
+    assert s["profit_factor"] == pytest.approx(30 / 20)
+    assert s["average_win"] == 15 and s["average_loss"] == -10
+    assert s["trips_pnl"] == 10
+
+
+def test_statistics_turnover_fees_and_fills_of_the_golden_run():
+    fills = [fill(cid, side, qty, price, fee) for cid, side, qty, price, fee in FILLS]
+    s = statistics(curve([1000, 1000]), golden_trips(), fills)
+    # traded notional 100 + 27.5 + 82.5 + 180 + 130 + 64 + 125 = 709; average equity 1000
+    assert s["traded_notional"] == 709 and s["turnover"] == pytest.approx(0.709)
+    assert s["fees_paid"] == D("0.709") and s["fills"] == 7 and s["round_trips"] == 2
+    assert s["win_rate"] == 1.0 and s["profit_factor"] is None  # no losing trip: undefined, not inf
+    assert s["average_win"] == D("19.1455")  # (34.545 + 3.746) / 2
+    assert s["average_loss"] is None
+
+
+def test_statistics_fees_in_several_currencies():
+    fills = [fill("a", "BUY", "1", "100", "0.1"), fill("b", "SELL", "1", "100", "0.01", fee_currency="BNB")]
+    s = statistics(curve([100]), [], fills)
+    assert s["fees_paid"] is None and s["fees_by_currency"] == {"USDT": D("0.1"), "BNB": D("0.01")}
+    assert statistics(curve([100]), [], fills, currency="USDT")["fees_paid"] == D("0.1")
+
+
+@pytest.mark.parametrize("values", [[], [100], [100, 100, 100], [0, 0], [100, 0, 0]])
+def test_statistics_edge_cases_never_inf_or_nan(values):
+    s = statistics(curve(values), [], [])
+    for k, v in s.items():
+        if isinstance(v, float):
+            assert math.isfinite(v), k
+    if len(values) < 2 or values[0] == values[-1] == 100:
+        assert s["sharpe"] is None and s["sortino"] is None
+    if values == [100, 100, 100]:
+        assert s["total_return"] == 0.0 and s["max_drawdown"] == 0.0 and s["annualized_return"] == 0.0
+    if values == [100, 0, 0]:
+        assert s["max_drawdown"] == 1.0 and s["total_return"] == -1.0 and s["annualized_return"] == -1.0
+    if not values:
+        assert s["start_equity"] is None and s["exposure_time"] is None and s["turnover"] is None
+
+
+def test_annualized_return_overflow_is_none():
+    c = curve([1, 10**6], step=1)  # a millionfold in one nanosecond
+    assert statistics(c, [], [])["annualized_return"] is None
+
+
+def test_curve_order_and_same_instant_replacement():
+    c = EquityCurve()
+    c.add(10, D(1))
+    c.add(10, D(2), True)
+    assert c.samples == [(10, D(2))] and c.in_market == [True]
+    with pytest.raises(CurveOrderError, match="older"):
+        c.add(9, D(1))
+
+
+def test_infer_periods_per_year_uses_median_spacing():
+    minute = 60 * 10**9
+    samples = [(t, D(1)) for t in (0, minute, 2 * minute, 3 * minute, 10 * minute)]
+    assert infer_periods_per_year(samples) == YEAR_NS / minute == 525600
+    assert infer_periods_per_year(samples[:1]) is None
+    assert max_drawdown([]) == (0.0, 0, 0, True)
+
+
+def test_curve_records_a_portfolio():
+    from projections.portfolio import Portfolio
+    from projkit import account
+    m = market()
+    p = Portfolio(m)
+    p.apply("AccountState", account(USDT="100"), 0)
+    c = EquityCurve()
+    c.record(p, "USDT", 1)
+    p.apply("OrderFilled", fill("a", "BUY", "1", "10"), 2)
+    c.record(p, "USDT", 2)
+    assert c.samples == [(1, D(100)), (2, D(100))] and c.in_market == [False, True]
+
+
+def test_statistics_from_the_round_trip_fold_alone():
+    # fills=None (or the engine's State) → fill count, notional and fees from the fold, which saw every fill
+    rt = golden_trips()
+    fills = [fill(cid, side, qty, price, fee) for cid, side, qty, price, fee in FILLS]
+    c = curve([1000, 1000])
+    by_fold, by_fills = statistics(c, rt, None), statistics(c, rt, fills)
+    assert by_fold == by_fills
+    assert by_fold["fills"] == 7 and by_fold["traded_notional"] == 709 and by_fold["fees_paid"] == D("0.709")
+    assert rt.trips is rt.closed
+    with pytest.raises(TypeError):
+        statistics(c, rt.closed, None)
+
+
+def test_sample_alias_takes_any_truthy_exposure():
+    c = EquityCurve()
+    c.sample(1, D(5), D("0.5"))
+    c.sample(2, D(5), D(0))
+    assert c.in_market == [True, False]
