@@ -24,6 +24,7 @@ from .ingest import (
     fold_history,
     history_draft,
     instrument_draft,
+    instrument_identity,
     iter_rows,
     market_drafts,
     plan_batches,
@@ -31,7 +32,7 @@ from .ingest import (
 )
 
 BATCH_ROWS = 5000
-PROGRESS_EVERY = 1 << 20  # bytes between progress callbacks
+PROGRESS_EVERY = 1 << 18  # bytes between progress callbacks
 
 
 @dataclass
@@ -129,22 +130,24 @@ def import_csv(
         raise IngestError(f"{path}: cannot read ({e.strerror})") from None
     state = read_state(log, namespace, spec)
     assert state.series is not None
+    if not state.instrument_known:
+        instrument_identity(spec, instrument)  # fail before reading the file
     planner = Planner(spec, state.series)
     result = ImportResult(path.name)
     writer = None
     try:
         with open(path, "rb") as f:
             for batch in plan_batches(iter_rows(_lines(f, spec.label, progress), spec), planner, batch_rows):
-                if writer is None:
-                    writer = log.writer(namespace)
-                    if log.backend.open_reader(namespace).horizon() != state.horizon:
-                        raise TapeError(f"namespace {namespace!r} was written while the import started: re-run it")
                 step = []
                 if not state.instrument_known:
                     step.append(instrument_draft(spec, instrument, batch))
                     state.instrument_known = True
                 step += market_drafts(spec, batch)
                 step.append(history_draft(spec, path.name, sha256, batch))
+                if writer is None:  # opened only now: a file that fails early leaves no empty namespace
+                    writer = log.writer(namespace)
+                    if log.backend.open_reader(namespace).horizon() != state.horizon:
+                        raise TapeError(f"namespace {namespace!r} was written while the import started: re-run it")
                 writer.append(step)
                 result.imported += len(batch)
                 result.events_written += len(step)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import csv
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from typing import Any, Iterable, Iterator
 
 from eventstore.errors import TapeError
@@ -59,6 +59,7 @@ COLUMNS = {
 }
 PRICE_COLUMNS = {"open", "high", "low", "close", "price", "bid", "ask"}
 MAX_SCALE, MAX_INT_DIGITS = 18, 20
+EXACT = Context(prec=100)  # normalize() rounds to the context precision: never round a price
 _DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 _BUY = {"buy", "b", "buyer", "bid"}
 _SELL = {"sell", "s", "seller", "ask"}
@@ -109,13 +110,25 @@ def parse_decimal(text: str) -> tuple[Decimal, int]:
     t = text.strip()
     if not t:
         raise ValueError("is empty; a number is required")
-    if not _DECIMAL.match(t):
+    m = _DECIMAL.match(t)
+    if not m:
         raise ValueError(f"{text!r} is not a number")
+    if m.group(3) is None:  # plain notation: decide from the text alone (the common, fast case)
+        whole, _, frac = t.lstrip("+-").partition(".")
+        dp = len(frac.rstrip("0"))
+        if dp > MAX_SCALE:
+            raise ValueError(f"{text!r} has more than {MAX_SCALE} decimal places")
+        if len(whole.lstrip("0")) > MAX_INT_DIGITS:
+            raise ValueError(f"{text!r} is too large (more than {MAX_INT_DIGITS} integer digits)")
+        value = Decimal(t)
+        return (value if len(frac) <= MAX_SCALE else EXACT.normalize(value)), dp
     try:
         value = Decimal(t)
     except InvalidOperation:
         raise ValueError(f"{text!r} is not a number") from None
-    normal = value.normalize()
+    if not value.is_finite():
+        raise ValueError(f"{text!r} is not a number")
+    normal = EXACT.normalize(value)
     exponent = normal.as_tuple().exponent
     assert isinstance(exponent, int)
     if exponent < -MAX_SCALE:
@@ -179,6 +192,8 @@ class RowParser:
             raise self.fail(line, "time", str(e)) from None
         if ns is None:
             raise self.fail(line, "time", f"{text!r} is not a time (ISO-8601 or epoch s/ms/us/ns)")
+        if not -(2**63) <= ns < 2**63 - (self.spec.timeframe_ns or 0):
+            raise self.fail(line, "time", f"{text.strip()!r} is out of range (years 1678..2262)")
         return ns
 
     def parse(self, cells: list[str], line: int, row: int) -> Row:
@@ -410,13 +425,13 @@ def split_symbol(symbol: str) -> tuple[str, str] | None:
 
 
 def _precision(increment: Decimal) -> int:
-    exponent = increment.normalize().as_tuple().exponent
+    exponent = EXACT.normalize(increment).as_tuple().exponent
     assert isinstance(exponent, int)
     return max(0, -exponent)
 
 
-def instrument_draft(spec: CsvSpec, opts: InstrumentOptions, first_batch: list[Row]) -> Draft:
-    """InstrumentDefined from the options, the instrument id and the first batch's decimals."""
+def instrument_identity(spec: CsvSpec, opts: InstrumentOptions) -> tuple[str, str, str, str]:
+    """(symbol, venue, base, quote) of the instrument, from the options or its id; IngestError if unknown."""
     symbol, _, suffix = spec.instrument.partition(".")
     venue = opts.venue or suffix or "SIM"
     base, quote = opts.base, opts.quote
@@ -427,6 +442,12 @@ def instrument_draft(spec: CsvSpec, opts: InstrumentOptions, first_batch: list[R
                 f"cannot tell the base and quote currencies of {spec.instrument!r}: pass --base and --quote"
             )
         base, quote = base or pair[0], quote or pair[1]
+    return symbol, venue, base, quote
+
+
+def instrument_draft(spec: CsvSpec, opts: InstrumentOptions, first_batch: list[Row]) -> Draft:
+    """InstrumentDefined from the options, the instrument id and the first batch's decimals."""
+    symbol, venue, base, quote = instrument_identity(spec, opts)
     price_inc = opts.price_increment or Decimal(1).scaleb(-max(r.price_dp for r in first_batch))
     size_inc = opts.size_increment or Decimal(1).scaleb(-max(r.size_dp for r in first_batch))
     payload = {

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 from eventstore.replay import Event
@@ -10,13 +10,14 @@ from eventstore.replay import Event
 from .timeparse import format_ns
 
 SUMMARY_VALUE_MAX = 40
+EXACT = Context(prec=100)  # Decimal.normalize() would round to 28 digits in the default context
 
 
 def decimal_text(d: Decimal) -> str:
     """Exact, normalized, never in exponent form: Decimal('50000.500000000000000000') → '50000.5'."""
     if d.is_zero():
         return "0"
-    return format(d.normalize(), "f")
+    return format(EXACT.normalize(d), "f")
 
 
 def plain(value: Any) -> Any:

@@ -1,6 +1,7 @@
 """`tape schemas check`: a schema directory against every writer schema the store's registries hold."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,14 @@ class CheckResult:
 
 
 def load_dir(directory: Path) -> Catalog:
-    """The catalog of a schema directory; any invalid file is one SchemaError."""
+    """The catalog of a schema directory; any invalid file is one SchemaError naming it."""
+    for path in sorted(Path(directory).rglob("*.avsc")):
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise SchemaError(f"{path}: not a readable JSON schema ({e}); fix the file") from None
+        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or "type" not in raw:
+            raise SchemaError(f"{path}: not a named Avro schema (a JSON object with 'type' and 'name'); fix the file")
     try:
         return Catalog.load(directory)
     except TapeError:
