@@ -342,6 +342,14 @@ def ingest_csv(
     )
 
 
+def _register_commands() -> None:
+    """Commands that live in their own modules (they import this one for `app` and the helpers)."""
+    from . import cli_backtest  # noqa: F401  (tape backtest, tape runs)
+
+
+_register_commands()
+
+
 def main() -> None:
     """Console script entry point `tape`."""
     try:

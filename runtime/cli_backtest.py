@@ -100,7 +100,10 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, Decimal):
-        return format(value.normalize(), "f")
+        shown = value.quantize(Decimal("0.00000001")) if value.as_tuple().exponent < -8 else value
+        return format(shown.normalize(), "f")
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(value.items()))
     return str(value)
 
 

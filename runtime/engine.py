@@ -167,7 +167,7 @@ class Engine:
             self._emit_all(self.queue.offer_cancel(data, self.now), "queue")
         elif name == "OrderReleased":
             cid = data["client_order_id"]
-            if cid in self.orders:
+            if cid not in self.state.orders.by_id:  # the queue releases an order once; a later release is its cancel
                 order = self.orders[cid]
                 submitted = {k: order[k] for k in SUBMITTED_FIELDS}
                 submitted["venue"] = self.venue.name
