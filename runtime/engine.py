@@ -123,7 +123,8 @@ class Engine:
         """One input event (market data, or a venue's execution report in live) → one step."""
         if ts > self.now:
             self.now = ts
-        self._fire_timers(ts)
+        if self._timers and self._timers[0][0] <= ts:
+            self._fire_timers(ts)
         if self.record_inputs or event_id is None:
             self._cause = None
             self.emit(name, data, ts, source=data.get("_source", "input"))
@@ -162,12 +163,12 @@ class Engine:
         elif name == "RiskAccepted":
             order = self.orders.get(data["client_order_id"])
             if order is not None:
-                self._emit_all(self.queue.offer(order, self.now), "queue")
+                self._emit_all(self.queue.offer({**order, "intent_id": data["intent_id"]}, self.now), "queue")
         elif name == "CancelIntent":
             self._emit_all(self.queue.offer_cancel(data, self.now), "queue")
         elif name == "OrderReleased":
             cid = data["client_order_id"]
-            if cid not in self.state.orders.by_id:  # the queue releases an order once; a later release is its cancel
+            if cid in self.orders and cid not in self.state.orders.by_id:  # released once; a later release is its cancel
                 order = self.orders[cid]
                 submitted = {k: order[k] for k in SUBMITTED_FIELDS}
                 submitted["venue"] = self.venue.name

@@ -97,11 +97,12 @@ def run_backtest(log: Log, spec: BacktestSpec, *, run_id: str | None = None,
     strategy_cls = load_strategy(spec.strategy)
     params = parse_params(strategy_cls, spec.params)
     state = State()
+    venue = SimulatedVenue(spec.venue, state)
     writer = log.writer(run_id, fsync="never")
     with decimal.localcontext(prec=60), writer:
         engine = Engine(writer=writer, state=state, strategy_cls=strategy_cls, params=params,
-                        risk=RiskEngine(spec.risk), queue=OutboundQueue(spec.risk.get("queue", {})),
-                        venue=SimulatedVenue(spec.venue, state), strategy_id=strategy_cls.name,
+                        risk=RiskEngine(spec.risk), queue=OutboundQueue({**spec.risk.get("queue", {}), "venue": venue.name}),
+                        venue=venue, strategy_id=strategy_cls.name,
                         record_inputs=False, group=GROUP_COMMIT)
         # instrument definitions come from the whole source up to the slice's end, then the slice itself
         for e in log.replay(spec.source, types=["InstrumentDefined"], to_ts=spec.to_ts):
