@@ -87,6 +87,9 @@ def parse_header(buf: bytes | memoryview, pos: int, end: int) -> BatchInfo:
             raise Torn()
         raise Bad(f"bad batch header (magic {magic}, length {length})")
     if pos + total > end:
+        if _records_end(buf, pos, end, count, first, last) is not None:
+            # whole records end before the data does: the length is damaged, not the write cut short
+            raise Bad(f"batch length {length} disagrees with its {count} record(s)")
         raise Torn()
     if zlib.crc32(buf[pos + 8 : pos + total]) != crc:
         if pos + total == end:
@@ -95,10 +98,24 @@ def parse_header(buf: bytes | memoryview, pos: int, end: int) -> BatchInfo:
     return BatchInfo(pos, total, base, count, first, last, max_ts)
 
 
+def _records_end(buf: bytes | memoryview, pos: int, end: int, count: int, first: int, last: int) -> int | None:
+    """Where the batch at pos ends by walking its records (seqs in [first, last]), or None if they run past end."""
+    p = pos + HEADER.size
+    for _ in range(count):
+        if p + RECORD.size > end:
+            return None
+        vlen, seq, _, klen, tlen = RECORD.unpack_from(buf, p)
+        if not first <= seq <= last:
+            return None
+        p += RECORD.size + klen + tlen + vlen
+    return p if p <= end else None
+
+
 def iter_records(buf: bytes | memoryview, info: BatchInfo) -> Iterator[Record]:
     """Records of a validated batch, in order."""
     unpack = RECORD.unpack_from
     size = RECORD.size
+    new = tuple.__new__
     p = info.position + HEADER.size
     for _ in range(info.count):
         vlen, seq, ts, klen, tlen = unpack(buf, p)
@@ -106,5 +123,5 @@ def iter_records(buf: bytes | memoryview, info: BatchInfo) -> Iterator[Record]:
         k_end = p + klen
         t_end = k_end + tlen
         v_end = t_end + vlen
-        yield Record(seq, ts, bytes(buf[p:k_end]), bytes(buf[k_end:t_end]), bytes(buf[t_end:v_end]))
+        yield new(Record, (seq, ts, buf[p:k_end], buf[k_end:t_end], buf[t_end:v_end]))
         p = v_end

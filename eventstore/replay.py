@@ -15,21 +15,39 @@ from .errors import CorruptLog
 class Event:
     """A committed event as replay delivers it; the Avro body is decoded on first access to `data`."""
 
-    __slots__ = ("seq", "ts_event", "key", "type", "value", "_codec", "_data")
+    __slots__ = ("record", "_codec", "_data")
 
     def __init__(self, record: Record, codec: Codec):
-        self.seq = record.seq
-        self.ts_event = record.ts
-        self.key = record.key.decode()
-        self.type = record.type.decode()
-        self.value = record.value
+        self.record = record
         self._codec = codec
         self._data: dict[str, Any] | None = None
 
     @property
+    def seq(self) -> int:
+        return self.record.seq
+
+    @property
+    def ts_event(self) -> int:
+        return self.record.ts
+
+    @property
+    def key(self) -> str:
+        return self.record.key.decode()
+
+    @property
+    def type(self) -> str:
+        """Full type name, e.g. 'tape.market.TradeTick'."""
+        return self.record.type.decode()
+
+    @property
+    def value(self) -> bytes:
+        """The stored record value: Avro single-object encoding."""
+        return self.record.value
+
+    @property
     def name(self) -> str:
         """Short type name, e.g. 'TradeTick'."""
-        return self.type.rsplit(".", 1)[-1]
+        return self.record.type.rpartition(b".")[2].decode()
 
     @property
     def topic(self) -> str:
@@ -38,9 +56,10 @@ class Event:
     @property
     def data(self) -> dict[str, Any]:
         """The decoded record (payload fields plus 'envelope'), resolved to today's reader schema."""
-        if self._data is None:
-            self._data = self._codec.decode(self.value)[1]
-        return self._data
+        data = self._data
+        if data is None:
+            data = self._data = self._codec.decode_data(self.record.value)
+        return data
 
     @property
     def envelope(self) -> dict[str, Any]:
@@ -119,7 +138,10 @@ class Replay:
         ]
         commits = reader.commits(self.from_seq)
         current = None
+        first = 0
+        last = -1  # the committed range the last record fell in
         expected = 0
+        complete = self.complete
         delivered_to = self.from_seq - 1
         f_ts, t_ts, f_seq, t_seq, names = self.from_ts, self.to_ts, self.from_seq, self.to_seq, self.type_names
         while True:
@@ -128,31 +150,36 @@ class Replay:
                 horizon = min(horizon, t_seq)
             if horizon > delivered_to:
                 for r in merge_by_seq([c.read_until(horizon) for c in cursors]):
-                    s = r.seq
+                    s = r[0]
                     if s < f_seq or s > horizon:
                         continue
-                    while current is None or current.last < s:
-                        if current is not None and self.complete and expected:
-                            self._missing(current, expected)
-                        current = next(commits, None)
-                        if current is None:
-                            commits = reader.commits(s)
+                    if s > last:
+                        while last < s:
+                            if current is not None and complete and expected:
+                                self._missing(current, expected)
                             current = next(commits, None)
                             if current is None:
-                                break
-                        expected = current.last - max(current.first, f_seq) + 1
-                    if current is None or s < current.first:
-                        continue  # a step torn by a crash: never delivered, by any reader
+                                commits = reader.commits(s)
+                                current = next(commits, None)
+                                if current is None:
+                                    first, last = 0, -1
+                                    break
+                            first, last = current.first, current.last
+                            expected = last - max(first, f_seq) + 1
+                        if s < first or s > last:
+                            continue  # a step torn by a crash: never delivered, by any reader
+                    elif s < first:
+                        continue
                     expected -= 1
-                    if f_ts is not None and r.ts < f_ts:
+                    if f_ts is not None and r[1] < f_ts:
                         continue
-                    if t_ts is not None and r.ts >= t_ts:
+                    if t_ts is not None and r[1] >= t_ts:
                         continue
-                    if names is not None and r.type not in names:
+                    if names is not None and r[3] not in names:
                         continue
                     yield r
                 delivered_to = horizon
-            if current is not None and self.complete and expected and current.last <= horizon:
+            if current is not None and complete and expected and current.last <= horizon:
                 self._missing(current, expected)
             if not self.follow or (t_seq is not None and delivered_to >= t_seq) or self.stop():
                 return

@@ -120,13 +120,16 @@ def run_backtest(log: Log, spec: BacktestSpec, *, run_id: str | None = None,
         curve = EquityCurve()
         trips = RoundTrips()
         portfolio = state.portfolio
+        risk = state.risk
         n = 0
         t0 = first.ts_event
         span = max(1, (spec.to_ts or 0) - t0)
         engine.on_emit = lambda name, data, ts: trips.apply(name, data, ts) if name == "OrderFilled" else None
         for e in log.replay(spec.source, types=MARKET_INPUTS, from_ts=spec.from_ts, to_ts=spec.to_ts):
             engine.process(e.name, e.data, e.ts_event, f"{spec.source}:{e.seq}")
-            curve.sample(e.ts_event, portfolio.equity(currency), portfolio.position_quantity_any())
+            # the risk state keeps equity current incrementally (exactly equal to portfolio.equity)
+            equity = risk.equity if risk.currency == currency and risk.equity is not None else portfolio.equity(currency)
+            curve.add(e.ts_event, equity, portfolio.in_market())
             n += 1
             if progress is not None and n % 5000 == 0:
                 progress(n, e.ts_event)
