@@ -500,8 +500,10 @@ VALUE_CLASS = {"null": "none", "boolean": "bool", "int": "int", "long": "int", "
 SAMPLE_DEFAULT = {"null": None, "boolean": False, "int": 7, "long": 7, "float": 0.5, "double": 0.5, "string": "d"}
 
 
-def readable_prim(writer: str, reader: str) -> bool:
-    """Oracle for primitives: identity or a spec promotion."""
+def readable_prim(writer: Any, reader: Any) -> bool:
+    """Oracle for primitives: identity or a spec promotion (complex types never count here)."""
+    if not isinstance(writer, str) or not isinstance(reader, str):
+        return False
     return writer == reader or reader in PROMOTE.get(writer, [])
 
 
@@ -519,9 +521,10 @@ def enum_type(name: str, symbols: list[str]) -> dict:
 
 
 @st.composite
-def field_types(draw: st.DrawFn, fname: str, depth: int = 0) -> Any:
-    """A field type: primitive, enum, union, array, map, decimal, or (at top level) a nested record."""
-    kinds = ["prim", "enum", "union", "array", "map", "decimal"] + (["record"] if depth == 0 else [])
+def field_types(draw: st.DrawFn, fname: str, depth: int = 0, kinds: list[str] | None = None) -> Any:
+    """A field type: primitive, enum, union, optional complex type, array, map, decimal, or a nested record."""
+    record_kind = ["record"] if depth == 0 else []
+    kinds = kinds or ["prim", "enum", "union", "optional", "array", "map", "decimal", *record_kind]
     kind = draw(st.sampled_from(kinds))
     symbols = draw(st.lists(st.sampled_from("ABCD"), min_size=1, max_size=4, unique=True))
     if kind == "prim":
@@ -530,6 +533,8 @@ def field_types(draw: st.DrawFn, fname: str, depth: int = 0) -> Any:
         return enum_type(f"E_{fname}", symbols)
     if kind == "union":
         return draw(union_types())
+    if kind == "optional":
+        return ["null", draw(field_types(fname, depth + 1, ["enum", "array", "map", "decimal", *record_kind]))]
     if kind == "array":
         items = draw(st.one_of(st.sampled_from(PRIMS), st.just(enum_type(f"E_{fname}", symbols))))
         return {"type": "array", "items": items}
@@ -606,26 +611,37 @@ class Site:
     union: list | None  # the enclosing union when the type is one of its branches
 
 
+def branch_label(schema: Any) -> str:
+    """How compat.py names a reader union member in paths: full name, else the type name."""
+    if isinstance(schema, str):
+        return schema
+    return f"{NS}.{schema['name']}" if "name" in schema else schema["type"]
+
+
 def sites(schema: Any, path: str, parent: Any = None, key: Any = None, union: list | None = None) -> list[Site]:
-    """Every type position reachable from a field (records, unions, arrays, maps walked)."""
+    """Every type position reachable from the top record; a union member's insides sit under .<label>."""
     found = [Site(parent, key, path, union)] if parent is not None else []
+    inner = f"{path}.<{branch_label(schema)}>" if union is not None else path
     if isinstance(schema, list):
         for i, branch in enumerate(schema):
             found += sites(branch, path, schema, i, schema)
     elif isinstance(schema, dict) and schema["type"] == "record":
         for f in schema["fields"]:
-            found += sites(f["type"], f"{path}.{f['name']}", f, "type")
+            found += sites(f["type"], f"{inner}.{f['name']}", f, "type")
     elif isinstance(schema, dict) and schema["type"] == "array":
-        found += sites(schema["items"], f"{path}.<items>", schema, "items")
+        found += sites(schema["items"], f"{inner}.<items>", schema, "items")
     elif isinstance(schema, dict) and schema["type"] == "map":
-        found += sites(schema["values"], f"{path}.<values>", schema, "values")
+        found += sites(schema["values"], f"{inner}.<values>", schema, "values")
     return found
 
 
 def records_in(schema: dict, path: str) -> list[tuple[dict, str]]:
-    """The top-level record and nested records (directly in fields) with their paths."""
-    nested = [(f["type"], f"{path}.{f['name']}") for f in schema["fields"]
-              if isinstance(f["type"], dict) and f["type"]["type"] == "record"]
+    """The top-level record and every nested record (also inside unions) with the path of its fields."""
+    nested = [
+        (s.parent[s.key], f"{s.path}.<{branch_label(s.parent[s.key])}>" if s.union is not None else s.path)
+        for s in sites(schema, path)
+        if isinstance(s.parent[s.key], dict) and s.parent[s.key]["type"] == "record"
+    ]
     return [(schema, path)] + nested
 
 
@@ -651,16 +667,24 @@ def prim_sites(reader: dict) -> list[Site]:
     return [s for s in sites(reader, TOP) if isinstance(s.parent[s.key], str)]
 
 
-def retype(data: st.DataObject, writer: dict, promote: bool) -> Mutation:
-    """Change a primitive to a promotion target (or to an unreadable type); union branches stay distinct."""
+RETYPE_POOLS: dict[str, Callable[[str], list[str]]] = {
+    "promote": lambda old: PROMOTE.get(old, []),
+    "demote": lambda old: [t for t in PRIMS if not readable_prim(old, t)],
+    # the reverse of a promotion (long -> int, double -> float, ...): the likeliest real-world mistake
+    "demote_near": lambda old: [t for t in PRIMS if old in PROMOTE.get(t, []) and not readable_prim(old, t)],
+}
+
+
+def retype(data: st.DataObject, writer: dict, mode: str) -> Mutation:
+    """Change one primitive per RETYPE_POOLS[mode]; union branches stay distinct."""
     reader = copy.deepcopy(writer)
-    site = pick(data, prim_sites(reader))
+    choices = [(site, new) for site in prim_sites(reader) for new in RETYPE_POOLS[mode](site.parent[site.key])
+               if site.union is None or new not in site.union]
+    site, new = pick(data, choices)
     old = site.parent[site.key]
-    pool = PROMOTE.get(old, []) if promote else [t for t in PRIMS if not readable_prim(old, t)]
-    new = pick(data, [t for t in pool if site.union is None or t not in site.union])
     site.parent[site.key] = new
     compatible = readable_prim(old, new) or (site.union is not None and any(readable_prim(old, t) for t in site.union))
-    return Mutation("promote" if promote else "demote", reader, compatible, site.path)
+    return Mutation(mode, reader, compatible, site.path)
 
 
 def narrow_union(data: st.DataObject, writer: dict) -> Mutation:
@@ -755,8 +779,9 @@ def change_namespace(data: st.DataObject, writer: dict) -> Mutation:
 
 
 MUTATORS: dict[str, Callable[[st.DataObject, dict], Mutation]] = {
-    "promote": lambda d, w: retype(d, w, promote=True),
-    "demote": lambda d, w: retype(d, w, promote=False),
+    "promote": lambda d, w: retype(d, w, "promote"),
+    "demote": lambda d, w: retype(d, w, "demote"),
+    "demote_near": lambda d, w: retype(d, w, "demote_near"),
     "widen_union": widen_union,
     "narrow_union": narrow_union,
     "enum_add": lambda d, w: change_enum(d, w, "add"),
