@@ -345,6 +345,11 @@ def ingest_csv(
 def _register_commands() -> None:
     """Commands that live in their own modules (they import this one for `app` and the helpers)."""
     from . import cli_backtest  # noqa: F401  (tape backtest, tape runs)
+    from .cli_db import db_app, project_command
+
+    app.add_typer(db_app, name="db")
+    app.command("project")(project_command)
+    from . import cli_audit  # noqa: F401  (tape audit order|trades|verify)
 
 
 _register_commands()
