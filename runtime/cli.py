@@ -217,6 +217,29 @@ def log_dump(
     out.flush()
 
 
+@log_app.command("copy")
+def log_copy(
+    src: str = typer.Argument(..., metavar="SRC_URL", help="Store to copy from (file:PATH or kafka://HOST:PORT)."),
+    dst: str = typer.Argument(..., metavar="DST_URL", help="Store to copy to."),
+    namespace: str = typer.Option(..., "--namespace", metavar="NS", help="Namespace to copy."),
+) -> None:
+    """Copy a namespace between stores: same seqs, same record bytes, same commits; resumes where it stopped."""
+    from eventstore.copy import copy_namespace
+
+    source, target = Log.open(src), Log.open(dst)
+    console = _console(stderr=True)
+    try:
+        with Progress(TextColumn("[bold]copy"), BarColumn(), TextColumn("seq {task.completed:,}/{task.total:,}"),
+                      console=console, transient=True, disable=not console.is_terminal) as bar:
+            task = bar.add_task("copy", total=None)
+            n = copy_namespace(source, target, namespace,
+                               progress=lambda done, total: bar.update(task, completed=done, total=total))
+    finally:
+        source.close()
+        target.close()
+    sys.stdout.write(f"{namespace}: {n} events copied from {src} to {dst}\n")
+
+
 @log_app.command("stats")
 def log_stats(ctx: typer.Context, namespace: str = typer.Argument(..., metavar="NS")) -> None:
     """Events, bytes, time and seq range of a namespace, with count and bytes per event type."""
