@@ -86,10 +86,20 @@ class Writer:
         sha = hashlib.sha256
         batches: dict[tuple[str, int], list[Record]] = {}
         ts_last = 0
+        types = self._types
+        clock = self.clock
+        new = tuple.__new__
+        last_type = last_key = None
+        bucket: list[Record] = []
         for step in steps:
             for d in step:
-                et, type_b, nparts = self._type(d.type)
-                ts_init = d.ts_init if d.ts_init is not None else (self.clock() if self.clock else d.ts_event)
+                hit = types.get(d.type)
+                if hit is None:
+                    hit = self._type(d.type)
+                et, type_b, nparts = hit
+                ts_init = d.ts_init
+                if ts_init is None:
+                    ts_init = clock() if clock is not None else d.ts_event
                 record = d.payload
                 record["envelope"] = {
                     "event_id": f"{ns}:{seq}",
@@ -110,12 +120,14 @@ class Writer:
                     raise SchemaError(f"{et.name} (seq {seq}): event does not match its schema ({e!r}); fix its fields") from None
                 value = getvalue()
                 prev = sha(value).digest()
-                key = d.key.encode()
-                part = 0 if nparts == 1 else partition_for(key, nparts)
-                bucket = batches.get((et.topic, part))
-                if bucket is None:
-                    bucket = batches[(et.topic, part)] = []
-                bucket.append(Record(seq, d.ts_event, key, type_b, value))
+                if d.type is not last_type or d.key is not last_key:  # most batches repeat one type and key
+                    last_type, last_key = d.type, d.key
+                    key = d.key.encode()
+                    part = 0 if nparts == 1 else partition_for(key, nparts)
+                    bucket = batches.get((et.topic, part))  # type: ignore[assignment]
+                    if bucket is None:
+                        bucket = batches[(et.topic, part)] = []
+                bucket.append(new(Record, (seq, d.ts_event, key, type_b, value)))
                 ts_last = ts_init
                 seq += 1
         if seq == first:
