@@ -100,10 +100,15 @@ class FileNamespaceReader(NamespaceReader):
     def horizon(self) -> int:
         if self._tail is None:
             self.journal.reload()
-            if not self.journal.segments:
-                return 0
-            seg = self.journal.segments[-1]
-            self._tail = (seg.base, seg.positions[-1] if seg.positions else 0)
+            # start at the last indexed commit; when that one is torn (or its segment still empty), step back
+            starts = [(seg.base, pos) for seg in self.journal.segments for pos in [0, *seg.positions]]
+            for start in reversed(starts):
+                for info, _, base, chunk_pos in self.journal.batches(resume=start):
+                    self._tail = (base, chunk_pos + info.position + info.size)
+                    self._horizon = info.last_seq
+                if self._tail is not None:
+                    break
+            return self._horizon
         it = self.journal.batches(resume=self._tail)
         for info, _, base, chunk_pos in it:
             self._tail = (base, chunk_pos + info.position + info.size)

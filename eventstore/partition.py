@@ -60,6 +60,15 @@ class Segment:
         return self.positions[i] if i >= 0 else 0
 
 
+def _lower_bounds(entries: list[list[int]]) -> list[int]:
+    """Each segment's first index key; a segment without index (lost or not yet written) borrows the next one's."""
+    out, nxt = [], 2**63
+    for keys in reversed(entries):
+        nxt = keys[0] if keys else nxt
+        out.append(nxt)
+    return out[::-1]
+
+
 def segment_name(base: int) -> str:
     return f"{base:020d}.log"
 
@@ -92,11 +101,9 @@ class Partition:
         if offset is not None:
             return max(0, bisect_right([s.base for s in segs], offset) - 1)
         if seq is not None:
-            firsts = [s.seqs[0] if s.seqs else 0 for s in segs]
-            return max(0, bisect_right(firsts, seq) - 1)
+            return max(0, bisect_right(_lower_bounds([s.seqs for s in segs]), seq) - 1)
         if ts is not None:
-            firsts = [s.max_before[0] if s.max_before else -(2**63) for s in segs]
-            return max(0, bisect_right(firsts, ts - 1) - 1)
+            return max(0, bisect_right(_lower_bounds([s.max_before for s in segs]), ts - 1) - 1)
         return 0
 
     def batches(
@@ -125,7 +132,11 @@ class Partition:
                 pos = 0
             first = False
             last_segment = seg_i == len(self.segments) - 1
-            torn = yield from self._scan(seg, pos, last_segment)
+            torn, pos = yield from self._scan(seg, pos, last_segment)
+            if last_segment and seg_i < len(self.segments) - 1:
+                # it was the active segment when opened, and a later one has appeared since (a long-lived reader):
+                # the writer sealed it before rolling, so read what it appended meanwhile before going on
+                torn, pos = yield from self._scan(seg, pos, False)
             if torn and not last_segment:
                 self.reload()
                 if seg_i == len(self.segments) - 1:
@@ -133,10 +144,11 @@ class Partition:
             seg_i += 1
 
     def _scan(self, seg: Segment, pos: int, last_segment: bool):
+        """Yield the valid batches of one segment from pos; return (stopped at a torn tail, where it stopped)."""
         try:
             f = open(seg.path, "rb")
         except FileNotFoundError:
-            return True
+            return True, pos
         with f:
             end = os.fstat(f.fileno()).st_size
             while pos < end:
@@ -153,7 +165,7 @@ class Partition:
                         if not last_segment:
                             raise CorruptLog(f"{seg.path}: truncated batch at byte {pos + p} in a sealed segment; "
                                              "restore the segment from a copy") from None
-                        return True
+                        return True, pos + p
                     except Bad as e:
                         raise CorruptLog(f"{seg.path}: corrupt batch at byte {pos + p} ({e}); "
                                          "the log cannot be read past it: restore the segment from a copy") from None
@@ -167,14 +179,17 @@ class Partition:
                     try:
                         info = parse_header(buf, 0, len(buf))
                     except Torn:
-                        return True
+                        if not last_segment:
+                            raise CorruptLog(f"{seg.path}: truncated batch at byte {pos} in a sealed segment; "
+                                             "restore the segment from a copy") from None
+                        return True, pos
                     except Bad as e:
                         raise CorruptLog(f"{seg.path}: corrupt batch at byte {pos} ({e}); "
                                          "the log cannot be read past it: restore the segment from a copy") from None
                     yield info, buf, seg.base, pos
                     p = info.size
                 pos += p
-        return False
+        return False, pos
 
     def records(self, **start) -> Iterator[Record]:
         """Every valid record from a start point, in offset order."""
@@ -191,11 +206,12 @@ class Partition:
             self._new_segment(0, max_before=-(2**63))
         seg = self.segments[-1]
         size = seg.path.stat().st_size
-        # start from the last index entry that lies inside the file
-        keep = bisect_right(seg.positions, size - 1)
-        pos = seg.positions[keep - 1] if keep else 0
-        self.next_offset = seg.offsets[keep - 1] if keep else seg.base
-        self.max_ts = seg.max_before[keep - 1] if keep else self._max_ts_before(seg)
+        # start one entry before the last index entry inside the file: the last indexed batch may be the torn
+        # one, and the seq of the batch before it still counts (a whole batch of a torn step keeps its seqs)
+        keep = bisect_right(seg.positions, size - 1) - 1
+        pos = seg.positions[keep - 1] if keep > 0 else 0
+        self.next_offset = seg.offsets[keep - 1] if keep > 0 else seg.base
+        self.max_ts = seg.max_before[keep - 1] if keep > 0 else self._max_ts_before(seg)
         self.last_seq = 0
         valid_end = pos
         with open(seg.path, "rb") as f:
@@ -219,7 +235,8 @@ class Partition:
             os.truncate(seg.path, valid_end)
         # drop index entries that point at or past the truncation point, and the last seq of the segment
         entries = [i for i, q in enumerate(seg.positions) if q < valid_end]
-        if len(entries) != len(seg.positions):
+        index_size = seg.index_path.stat().st_size if seg.index_path.exists() else -1
+        if len(entries) != len(seg.positions) or index_size != len(seg.positions) * INDEX.size:  # or a torn entry
             seg.offsets, seg.positions = seg.offsets[: len(entries)], seg.positions[: len(entries)]
             seg.seqs, seg.max_before = seg.seqs[: len(entries)], seg.max_before[: len(entries)]
             self._rewrite_index(seg)
@@ -230,13 +247,16 @@ class Partition:
         self._open_fds(seg)
 
     def _max_ts_before(self, seg: Segment) -> int:
+        """Largest ts_event of every record in the segments before seg (the running maximum the time index keeps)."""
+        if seg.positions and seg.positions[0] == 0:
+            return seg.max_before[0]
         i = self.segments.index(seg)
-        for prev in reversed(self.segments[:i]):
-            m = -(2**63)
-            for info, _, _, _ in self._scan_all(prev):
-                m = max(m, info.max_ts)
-            return m
-        return -(2**63)
+        if i == 0:
+            return -(2**63)
+        m = self._max_ts_before(self.segments[i - 1])
+        for info, _, _, _ in self._scan_all(self.segments[i - 1]):
+            m = max(m, info.max_ts)
+        return m
 
     def _last_seq_before(self, seg: Segment) -> int:
         i = self.segments.index(seg)
@@ -266,8 +286,9 @@ class Partition:
 
     def _open_fds(self, seg: Segment) -> None:
         self.close()
-        self._fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND)
-        self._index_fd = os.open(seg.index_path, os.O_WRONLY | os.O_APPEND)
+        # O_CREAT: a crash between creating a segment and its index leaves the index missing
+        self._fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._index_fd = os.open(seg.index_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def append(self, records: list[Record]) -> None:
         """Write one batch (buffered by the OS; durability is the caller's fsync)."""

@@ -98,3 +98,43 @@ def segment(ns_dir: Path, part: str) -> Path:
 
 def truncate(path: Path, size: int) -> None:
     os.truncate(path, size)
+
+
+_catalog = None
+
+
+def catalog():
+    """Today's catalog, loaded once per process (loading parses and fingerprints every schema)."""
+    global _catalog
+    if _catalog is None:
+        from eventstore.catalog import Catalog
+
+        _catalog = Catalog.load()
+    return _catalog
+
+
+def open_log(root: Path):
+    """A Log on a file: store at root, with the shared catalog."""
+    from eventstore.store import Log
+
+    return Log.open(f"file:{root}", catalog=catalog())
+
+
+def restore(root: Path, snapshot: dict[str, bytes]) -> None:
+    """Put the files under root back to a snapshot taken with files(): rewrite changed ones, drop new ones."""
+    for p in sorted(root.rglob("*"), reverse=True):
+        rel = str(p.relative_to(root))
+        if p.is_dir():
+            if not any(k.startswith(rel + "/") for k in snapshot):
+                p.rmdir()
+        elif rel not in snapshot:
+            p.unlink()
+    for rel, data in snapshot.items():
+        p = root / rel
+        if not p.exists():
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(data)
+        elif p.read_bytes() != data:
+            with open(p, "r+b") as f:  # not O_TRUNC: ext4 flushes a file truncated to zero when it is closed
+                f.write(data)
+                f.truncate(len(data))

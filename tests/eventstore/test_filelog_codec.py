@@ -22,7 +22,7 @@ def decimals(draw) -> Decimal:
     """Exact decimals that fit decimal(38, 18): up to 18 fractional digits, up to 20 integer digits."""
     places = draw(st.integers(0, 18))
     unscaled = draw(st.integers(-(10 ** (20 + places)) + 1, 10 ** (20 + places) - 1))
-    return Decimal(unscaled).scaleb(-places)
+    return Decimal(f"{unscaled}E-{places}")  # exact: no context rounding
 
 
 OPT_DEC = st.none() | decimals()
@@ -84,7 +84,7 @@ def _copy(payload: dict) -> dict:
             for k, v in payload.items()}
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                    HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(steps=STEPS, group=st.booleans())
 def test_random_events_round_trip(tmp_path_factory, steps, group):
@@ -106,7 +106,6 @@ def test_random_events_round_trip(tmp_path_factory, steps, group):
             assert w.append_steps(drafts_per_step) == 1
         else:
             firsts = [w.append(d) for d in drafts_per_step]
-            assert firsts == [1] + list(itertools.accumulate(len(d) for d in drafts_per_step))[:-1]
             assert firsts == [f + 1 for f in [0] + list(itertools.accumulate(len(d) for d in drafts_per_step))[:-1]]
     events = list(log.replay(ns))
     assert [e.seq for e in events] == list(range(1, len(expected) + 1))
@@ -120,7 +119,7 @@ def test_random_events_round_trip(tmp_path_factory, steps, group):
         assert data == payload  # Decimal equality: the value, whatever its exponent
         for k, v in payload.items():
             if isinstance(v, Decimal):
-                assert data[k].as_tuple().exponent == -18 and data[k] == v
+                assert data[k] == v and data[k].as_tuple().exponent == -18
         assert envelope["seq"] == e.seq
         assert envelope["event_id"] == f"{ns}:{e.seq}"
         assert envelope["ts_event"] == env["ts_event"]
@@ -139,4 +138,3 @@ def test_decimal_extremes_round_trip(file_log):
             w.append([Draft("TradeTick", {"instrument_id": "X", "price": v, "quantity": -v}, ts_event=1, key="X")])
     got = [(e.data["price"], e.data["quantity"]) for e in file_log.replay("dec")]
     assert got == [(v, -v) for v in values]
-    assert all(str(p).replace("-", "").count(".") == 1 for p, _ in got)
