@@ -97,13 +97,15 @@ def _read_json(path: Path) -> Any:
 
 
 class Catalog:
-    """Every event type the code knows, by full and short name."""
+    """Every event type the code knows, by full and short name; plus the non-event record types (schemas/state)."""
 
-    def __init__(self, types: list[EventType]):
+    def __init__(self, types: list[EventType], records: list[EventType] | None = None):
         self.types = types
         self.by_full = {t.full_name: t for t in types}
         self.by_name = {t.name: t for t in types}
         self.by_fingerprint = {t.fingerprint: t for t in types}
+        # records encoded inside events (a snapshot's state), never written as events: topic 'state'
+        self.records = {t.full_name: t for t in records or ()}
 
     @classmethod
     def load(cls, directory: Path | None = None) -> "Catalog":
@@ -128,7 +130,23 @@ class Catalog:
                 if full.split(".")[-2:-1] != [topic]:
                     raise SchemaError(f"{path}: namespace must be 'tape.{topic}' (the topic), got {full!r}")
                 types.append(build_event_type(raw, named, topic, path))
-        return cls(types)
+        state = [(path, _read_json(path)) for path in sorted((directory / "state").glob("*.avsc"))]
+        for path, raw in state:
+            named[_full_name(raw.get("name", path.stem), raw.get("namespace"))] = raw
+        records = []
+        for path, raw in state:
+            full = _full_name(raw.get("name", path.stem), raw.get("namespace"))
+            if full.split(".")[-2:-1] != ["state"]:
+                raise SchemaError(f"{path}: namespace must be 'tape.state', got {full!r}")
+            records.append(build_event_type(raw, named, "state", path))
+        return cls(types, records)
+
+    def record(self, name: str) -> EventType:
+        """A non-event record type (schemas/state) by short ('EngineState') or full name."""
+        t = self.records.get(name) or next((r for r in self.records.values() if r.name == name), None)
+        if t is None:
+            raise SchemaError(f"unknown record type {name!r}: known are {', '.join(sorted(self.records))}")
+        return t
 
     def get(self, name: str) -> EventType:
         """Look an event type up by short ('Bar') or full ('tape.market.Bar') name."""

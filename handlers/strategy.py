@@ -64,6 +64,15 @@ class Strategy:
     def on_timer(self, name: str, ts: int) -> None: ...
     def on_stop(self) -> None: ...
 
+    # snapshots (optional): the strategy's own state, stored in the engine's snapshots
+    def snapshot(self) -> dict[str, Any] | None:
+        """The strategy's own state as plain data — None, bool, int, str, Decimal, lists and dicts with string
+        keys — or None when it keeps none (the default). `restore` must accept what this returns."""
+        return None
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a state `snapshot` returned (lists come back as lists, whatever they were)."""
+
 
 BUILTINS = {
     "sma_cross": "handlers.strategies.sma_cross:SmaCross",

@@ -62,3 +62,38 @@ class MarketState:
             return
         if ts > self.ts:
             self.ts = ts
+
+    # ---- snapshot ------------------------------------------------------------------------------------------
+
+    BAR_FIELDS = ("instrument_id", "timeframe", "open_ts", "open", "high", "low", "close", "volume", "trades")
+    TRADE_FIELDS = ("instrument_id", "price", "quantity", "aggressor_side", "trade_id")
+    QUOTE_FIELDS = ("instrument_id", "bid_price", "bid_size", "ask_price", "ask_size")
+
+    def snapshot(self) -> dict[str, Any]:
+        """Instruments, marks and the last trade/quote/bar (payload fields, no envelope) as plain data."""
+        def pick(data: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+            out = {f: data.get(f) for f in fields}
+            if "aggressor_side" in out and out["aggressor_side"] is None:
+                out["aggressor_side"] = "NO_AGGRESSOR"
+            return out
+
+        return {
+            "instruments": [{f: getattr(i, f) for f in Instrument.__dataclass_fields__} for i in self.instruments.values()],
+            "last_price": dict(self.last_price),
+            "last_trade": {k: pick(v, self.TRADE_FIELDS) for k, v in self.last_trade.items()},
+            "last_quote": {k: pick(v, self.QUOTE_FIELDS) for k, v in self.last_quote.items()},
+            "last_bar": {k: pick(v, self.BAR_FIELDS) for k, v in self.last_bar.items()},
+            "ts": self.ts,
+        }
+
+    @classmethod
+    def restore(cls, snapshot: dict[str, Any]) -> "MarketState":
+        """The market state as it was when `snapshot` was taken."""
+        m = cls()
+        m.instruments = {row["instrument_id"]: Instrument(**row) for row in snapshot["instruments"]}
+        m.last_price = dict(snapshot["last_price"])
+        m.last_trade = {k: dict(v) for k, v in snapshot["last_trade"].items()}
+        m.last_quote = {k: dict(v) for k, v in snapshot["last_quote"].items()}
+        m.last_bar = {k: dict(v) for k, v in snapshot["last_bar"].items()}
+        m.ts = snapshot["ts"]
+        return m

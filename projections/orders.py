@@ -16,7 +16,6 @@ existing id are illegal too.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from decimal import Context, Decimal, ROUND_HALF_EVEN, localcontext
 from typing import Any
@@ -95,6 +94,9 @@ class Order:
     @property
     def is_open(self) -> bool:
         return self.status not in TERMINAL
+
+
+ORDER_FIELDS = tuple(Order.__dataclass_fields__)
 
 
 class Orders:
@@ -225,7 +227,8 @@ class Orders:
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Every order as plain data, in submission order (restore with `Orders.restore`)."""
-        return [dataclasses.asdict(o) for o in self.by_id.values()]
+        fields = ORDER_FIELDS
+        return [{**{f: getattr(o, f) for f in fields}, "fees": dict(o.fees)} for o in self.by_id.values()]
 
     @classmethod
     def restore(cls, snapshot: list[dict[str, Any]]) -> "Orders":

@@ -212,3 +212,38 @@ class RiskState:
             if iid == instrument_id and s == side and cid != exclude:
                 total += qty
         return total
+
+    # ---- snapshot ------------------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the fold holds, as plain data (restore with `RiskState.restore`); a sensitivity of None
+        means 'recompute equity in full when this mark moves'."""
+        def orders(d: dict[str, tuple[str, str, Decimal]]) -> list[dict[str, Any]]:
+            return [{"client_order_id": cid, "instrument_id": iid, "side": side, "quantity": qty}
+                    for cid, (iid, side, qty) in d.items()]
+
+        return {
+            "currency": self.currency, "trading_state": self.trading_state, "order_times": list(self.order_times),
+            "intents": orders(self.intents), "pending": orders(self.pending), "equity": self.equity,
+            "peak_equity": self.peak_equity, "day_start_equity": self.day_start_equity, "day": self.day,
+            "next_day": self._next_day,
+            "sensitivities": [{"instrument_id": iid, "value": v} for iid, v in self._sens.items()],
+            "marks": dict(self._marks),
+        }
+
+    @classmethod
+    def restore(cls, portfolio: Any, snapshot: dict[str, Any]) -> "RiskState":
+        """The risk state as it was when `snapshot` was taken, reading `portfolio` (and its market)."""
+        r = cls(portfolio, snapshot["currency"])
+        r.trading_state = snapshot["trading_state"]
+        r.order_times = deque(snapshot["order_times"], maxlen=RATE_MEMORY)
+        r.intents = {o["client_order_id"]: (o["instrument_id"], o["side"], o["quantity"]) for o in snapshot["intents"]}
+        r.pending = {o["client_order_id"]: (o["instrument_id"], o["side"], o["quantity"]) for o in snapshot["pending"]}
+        r.equity = snapshot["equity"]
+        r.peak_equity = snapshot["peak_equity"]
+        r.day_start_equity = snapshot["day_start_equity"]
+        r.day = snapshot["day"]
+        r._next_day = snapshot["next_day"]
+        r._sens = {s["instrument_id"]: s["value"] for s in snapshot["sensitivities"]}
+        r._marks = dict(snapshot["marks"])
+        return r

@@ -36,3 +36,27 @@ class State:
         """Fold one event (short type name, decoded fields, ts_event) into every projection that cares."""
         for fn in self._routes.get(name, ()):
             fn(name, data, ts)
+
+    # ---- snapshot ------------------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every projection as plain data (dicts, lists, Decimals, ints, strings): what a snapshot stores, and
+        what two states are compared by."""
+        return {"market": self.market.snapshot(), "orders": self.orders.snapshot(),
+                "portfolio": self.portfolio.snapshot(), "risk": self.risk.snapshot()}
+
+    @classmethod
+    def restore(cls, snapshot: dict[str, Any], last_seq: int = 0) -> "State":
+        """The state as it was when `snapshot` was taken; `apply` continues the fold from there."""
+        state = cls()
+        market = MarketState.restore(snapshot["market"])
+        portfolio = Portfolio.restore(market, snapshot["portfolio"])
+        swap = {id(state.market): market, id(state.orders): Orders.restore(snapshot["orders"]),
+                id(state.portfolio): portfolio, id(state.risk): RiskState.restore(portfolio, snapshot["risk"])}
+        for fns in state._routes.values():  # re-point every route at the restored projection
+            fns[:] = [getattr(swap[id(fn.__self__)], fn.__name__) if id(getattr(fn, "__self__", None)) in swap else fn
+                      for fn in fns]
+        state.market, state.orders, state.portfolio, state.risk = (swap[id(state.market)], swap[id(state.orders)],
+                                                                   portfolio, swap[id(state.risk)])
+        state.last_seq = last_seq
+        return state

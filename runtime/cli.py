@@ -368,6 +368,7 @@ def ingest_csv(
 def _register_commands() -> None:
     """Commands that live in their own modules (they import this one for `app` and the helpers)."""
     from . import cli_backtest  # noqa: F401  (tape backtest, tape runs)
+    from . import cli_replay  # noqa: F401  (tape replay)
     from .cli_db import db_app, project_command
 
     app.add_typer(db_app, name="db")

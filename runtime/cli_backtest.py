@@ -13,7 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from eventstore.errors import TapeError
 
 from .cli import _console, _parse_time_opt, _state, _table, _time, app
-from .research import BacktestSpec, run_backtest
+from .research import SNAPSHOT_EVERY, BacktestSpec, run_backtest
 from .runs import list_runs, run_report
 
 runs_app = typer.Typer(no_args_is_help=True, help="Backtest runs recorded in the store.")
@@ -63,12 +63,14 @@ def backtest(
     risk: Optional[Path] = typer.Option(None, "--risk", metavar="FILE", help="Risk limits (TOML or JSON)."),
     venue: Optional[Path] = typer.Option(None, "--venue", metavar="FILE", help="Simulated venue (TOML or JSON)."),
     run_id: Optional[str] = typer.Option(None, "--run-id", metavar="NAME", help="Run namespace (default: bt-<hash of inputs>)."),
+    snapshot_every: int = typer.Option(SNAPSHOT_EVERY, "--snapshot-every", min=0, metavar="N",
+                                       help="Write a state snapshot every N events folded (0: none)."),
     as_json: bool = typer.Option(False, "--json", help="Statistics and round trips as JSON."),
 ) -> None:
     """Replay a slice of history through a strategy, the risk engine and the simulated venue."""
     spec = BacktestSpec(source=source, strategy=strategy, params=_params(param or []),
                         from_ts=_parse_time_opt(from_, "--from"), to_ts=_parse_time_opt(to, "--to"),
-                        risk=_config(risk, "risk"), venue=_config(venue, "venue"))
+                        risk=_config(risk, "risk"), venue=_config(venue, "venue"), snapshot_every=snapshot_every)
     log = _state(ctx).open()
     console = _console(stderr=True)
     with Progress(TextColumn("[bold]backtest"), BarColumn(), TextColumn("{task.completed:,} events"),

@@ -7,6 +7,13 @@ Every arrow is an event. One input is one step: the input (when this namespace r
 causes are appended as one unit. Events are applied to state the moment they are emitted and routed to the
 next component in FIFO order, so the order of the log is the order of processing, and a replay of the log
 through `State.apply` rebuilds exactly the state the engine had.
+
+Snapshots (`snapshot_every` N > 0): after the step during which the count of events folded into the state
+(events emitted, plus inputs folded without being recorded here) reaches N more than at the last snapshot,
+the engine writes a SnapshotTaken as a step of its own: the state (projections/snapshot.py) as it stands at
+that step boundary, with last_seq = the seq of the last event folded and ts_event = the latest ts_event
+folded. The strategy's own state rides along through its optional snapshot() hook. Pending timers, the
+outbound queue and the venue adapter are not in it: they are handler state, not projections.
 """
 from __future__ import annotations
 
@@ -59,7 +66,8 @@ class Engine:
     """Processes inputs one step at a time; commits every `group` steps (1 = write-ahead per step, for live)."""
 
     def __init__(self, *, writer: Writer, state: State, strategy_cls: type[Strategy], params: Any, risk: Risk,
-                 queue: Queue, venue: Venue, strategy_id: str, record_inputs: bool, group: int = 1):
+                 queue: Queue, venue: Venue, strategy_id: str, record_inputs: bool, group: int = 1,
+                 snapshot_every: int = 0):
         self.writer = writer
         self.namespace = writer.namespace
         self.state = state
@@ -81,6 +89,12 @@ class Engine:
         self.orders: dict[str, dict[str, Any]] = {}  # client_order_id → submitted order (for routing only)
         self.strategy = strategy_cls(params, _StrategyContext(self))
         self.events = 0
+        self.snapshot_every = snapshot_every
+        self.inputs = 0  # inputs folded into state without being recorded in this namespace
+        self.max_ts = 0  # largest ts_event folded
+        self.last_input: str | None = None  # event id of the last such input (e.g. 'src:1234')
+        self._snapshot_at = 0  # events + inputs at the last snapshot
+        self._encoder: Any = None  # projections.snapshot.StateEncoder, created at the first snapshot
         self.on_emit: Callable[[str, dict[str, Any], int], None] | None = None  # observers: reports, metrics
 
     # ---- emission ------------------------------------------------------------------------------------------
@@ -97,6 +111,8 @@ class Engine:
             correlation_id = payload.get("client_order_id")
         self._step.append(Draft(name, payload, ts, key, source, self._cause, correlation_id, self.now))
         self.state.apply(name, payload, ts)
+        if ts > self.max_ts:
+            self.max_ts = ts
         self._routing.append((name, payload, ts, event_id))
         self.events += 1
         if self.on_emit is not None:
@@ -131,6 +147,10 @@ class Engine:
         else:
             self.state.apply(name, data, ts)
             self._routing.append((name, data, ts, event_id))
+            self.inputs += 1
+            self.last_input = event_id
+            if ts > self.max_ts:
+                self.max_ts = ts
         self._drain()
         self._emit_all(self.queue.release_due(self.now), "queue")
         self._emit_all(self.risk.evaluate(self.state, self.now), "risk")
@@ -194,6 +214,10 @@ class Engine:
             self._step = []
         if len(self._steps) >= self.group:
             self.flush()
+        if self.snapshot_every and self.events + self.inputs - self._snapshot_at >= self.snapshot_every:
+            self.take_snapshot()
+            if len(self._steps) >= self.group:
+                self.flush()
 
     def flush(self) -> None:
         """Commit pending steps, then let the venue adapter send what they recorded (write-ahead)."""
@@ -201,6 +225,28 @@ class Engine:
             self.writer.append_steps(self._steps)
             self._steps = []
         self.venue.after_commit()
+
+    def take_snapshot(self) -> int:
+        """Write a SnapshotTaken of the state as it stands (call at a step boundary); returns its seq."""
+        from projections.snapshot import snapshot_payload
+
+        assert not self._step, "a snapshot is taken between steps"
+        seq = self._next_seq
+        if self._encoder is None:
+            from projections.snapshot import StateEncoder, state_type
+
+            self._encoder = StateEncoder(state_type(self.writer.catalog))
+        payload = snapshot_payload(self.state, self.writer.catalog, self.writer.registry, last_seq=seq - 1,
+                                   max_ts=self.max_ts, input_event_id=None if self.record_inputs else self.last_input,
+                                   strategy_id=self.strategy_id, strategy_state=self.strategy.snapshot(),
+                                   encoder=self._encoder)
+        self._next_seq += 1
+        self._steps.append([Draft("SnapshotTaken", payload, self.max_ts, "", "runtime", None, None, self.now)])
+        self.events += 1
+        self._snapshot_at = self.events + self.inputs
+        if self.on_emit is not None:
+            self.on_emit("SnapshotTaken", payload, self.max_ts)
+        return seq
 
     def stop(self, run_stopped: dict[str, Any] | None = None) -> None:
         self.strategy.on_stop()

@@ -21,6 +21,7 @@ from runtime.engine import Engine
 
 MARKET_INPUTS = ["Bar", "TradeTick", "QuoteTick"]
 GROUP_COMMIT = 1000
+SNAPSHOT_EVERY = 100_000  # a backtest writes a SnapshotTaken every this many events folded (0: never)
 
 
 def code_version() -> str:
@@ -58,6 +59,7 @@ class BacktestSpec:
     risk: dict[str, Any] = field(default_factory=dict)
     venue: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    snapshot_every: int = SNAPSHOT_EVERY
 
     def run_id(self, version: str) -> str:
         """Content address of the run: source, slice, strategy, params, configs and code version."""
@@ -103,7 +105,7 @@ def run_backtest(log: Log, spec: BacktestSpec, *, run_id: str | None = None,
         engine = Engine(writer=writer, state=state, strategy_cls=strategy_cls, params=params,
                         risk=RiskEngine(spec.risk), queue=OutboundQueue({**spec.risk.get("queue", {}), "venue": venue.name}),
                         venue=venue, strategy_id=strategy_cls.name,
-                        record_inputs=False, group=GROUP_COMMIT)
+                        record_inputs=False, group=GROUP_COMMIT, snapshot_every=spec.snapshot_every)
         # instrument definitions come from the whole source up to the slice's end, then the slice itself
         for e in log.replay(spec.source, types=["InstrumentDefined"], to_ts=spec.to_ts):
             state.apply("InstrumentDefined", e.data, e.ts_event)
@@ -113,7 +115,8 @@ def run_backtest(log: Log, spec: BacktestSpec, *, run_id: str | None = None,
         currency = _report_currency(state, spec.venue)
         started = {"run_id": run_id, "mode": "BACKTEST", "strategy": spec.strategy,
                    "params": params_as_strings(params),
-                   "config": canonical_json({"risk": spec.risk, "venue": spec.venue}), "code_version": version,
+                   "config": canonical_json({"risk": spec.risk, "venue": spec.venue,
+                                             "snapshot_every": spec.snapshot_every}), "code_version": version,
                    "source_namespace": spec.source, "source_from_ts": spec.from_ts, "source_to_ts": spec.to_ts,
                    "seed": spec.seed}
         engine.start(first.ts_event, started)

@@ -67,22 +67,24 @@ def run_report(result: BacktestResult, started: dict[str, Any] | None = None) ->
     return report
 
 
-def _merged(log: Log, run: str, started: dict[str, Any]) -> Iterator[tuple[str, Event]]:
+def _merged(log: Log, run: str, started: dict[str, Any], *, run_from_seq: int = 1,
+            source_from_seq: int = 1) -> Iterator[tuple[str, Event]]:
     """Source market events and the run's events in the order the engine processed them.
 
     Each run step starts with an event caused by its input (the source event id) or by a timer (no cause);
-    every later event of the step is caused by an event of the run itself.
+    every later event of the step is caused by an event of the run itself. From a step boundary (a snapshot's
+    point), start at run_from_seq and at the source event after the snapshot's last input.
     """
     source = started["source_namespace"]
     run_prefix = f"{run}:"
-    run_events = iter(log.replay(run))
+    run_events = iter(log.replay(run, from_seq=run_from_seq))
     peek = next(run_events, None)
 
     def cause(e: Event) -> str | None:
         return e.envelope["causation_id"]
 
     for s in log.replay(source, types=MARKET_INPUTS, from_ts=started.get("source_from_ts"),
-                        to_ts=started.get("source_to_ts")):
+                        to_ts=started.get("source_to_ts"), from_seq=source_from_seq):
         sid = f"{source}:{s.seq}"
         while peek is not None and peek.envelope["ts_init"] <= s.ts_event and (
                 cause(peek) is None or cause(peek).startswith(run_prefix)):

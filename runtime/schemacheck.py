@@ -56,7 +56,7 @@ def check(log: Log, directory: Path) -> CheckResult:
     result = CheckResult(schemas=len(catalog.types), namespaces=n_ns)
     for name in sorted(registered):
         versions = [registered[name][fp] for fp in sorted(registered[name])]
-        new = catalog.by_full.get(name)
+        new = catalog.by_full.get(name) or catalog.records.get(name)
         if new is None:
             result.missing.append(name)
             continue

@@ -24,6 +24,12 @@ class MarketMaker(Strategy):
         super().__init__(params, ctx)
         self.quotes: dict[str, str] = {}  # side → client order id
 
+    def snapshot(self) -> dict[str, Any]:
+        return {"quotes": dict(self.quotes)}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.quotes = dict(state["quotes"])
+
     def on_bar(self, bar: dict[str, Any]) -> None:
         p = self.params
         iid = bar["instrument_id"]

@@ -37,6 +37,18 @@ class SmaCross(Strategy):
         self.above: bool | None = None
         self.pending: str | None = None
 
+    def snapshot(self) -> dict[str, Any]:
+        return {"fast_window": list(self.fast_window), "slow_window": list(self.slow_window),
+                "fast_sum": self.fast_sum, "slow_sum": self.slow_sum, "above": self.above, "pending": self.pending}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.fast_window = deque(state["fast_window"])
+        self.slow_window = deque(state["slow_window"])
+        self.fast_sum = state["fast_sum"]
+        self.slow_sum = state["slow_sum"]
+        self.above = state["above"]
+        self.pending = state["pending"]
+
     def on_bar(self, bar: dict[str, Any]) -> None:
         p = self.params
         iid = bar["instrument_id"]

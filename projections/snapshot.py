@@ -1,0 +1,353 @@
+"""Snapshots of the engine's state as Avro records: schemas/state/EngineState.avsc, carried by SnapshotTaken.
+
+`State.snapshot()` gives every projection as plain data; here it becomes an `EngineState` record (plus the
+position in the log, and the strategy's own state) encoded with Avro single-object encoding: C3 01, the
+CRC-64-AVRO fingerprint of the writer schema, the body. `SnapshotTaken.state_schema` names the schema
+('tape.state.EngineState@<fingerprint hex>'), and the writer registers it in the namespace's registry like an
+event schema, so a snapshot written by older code decodes through schema resolution to today's record.
+
+Decimals: fields copied from events (prices, quantities, instrument rules) are decimal(38,18), as in the
+events. Values the folds compute (balances, PnL, averages, equity …) use a union [decimal(38,18), string]:
+the decimal when the value fits 18 places and 38 digits, else its exact text — a snapshot never rounds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Context, Decimal, InvalidOperation
+from io import BytesIO
+from typing import Any, Callable
+
+from fastavro import schemaless_reader, schemaless_writer
+from fastavro.schema import parse_schema
+
+from eventstore.catalog import MAGIC, Catalog, EventType
+from eventstore.codec import Registry
+from eventstore.errors import SchemaError, TapeError, UnknownSchema
+
+from .orders import ORDER_FIELDS, TERMINAL
+from .state import State
+
+STATE_TYPE = "tape.state.EngineState"
+Q18 = Decimal(1).scaleb(-18)
+_QCTX = Context(prec=80)
+_MAX_UNSCALED = 10 ** 38
+_SENS_CTX = Context(prec=60)
+
+
+def fits(d: Decimal) -> Decimal | None:
+    """`d` quantized to 18 places when that is exact and within 38 digits, else None."""
+    if not d.is_finite():
+        return None
+    try:
+        q = d.quantize(Q18, context=_QCTX)
+    except InvalidOperation:
+        return None
+    if q != d or abs(q.scaleb(18)) >= _MAX_UNSCALED:
+        return None
+    return q
+
+
+def _num(d: Any) -> Any:
+    if isinstance(d, Decimal):
+        q = fits(d)
+        return q if q is not None else str(d)
+    return d
+
+
+def _unnum(x: Any) -> Any:
+    return Decimal(x) if isinstance(x, str) else x
+
+
+def _nums(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: _num(v) for k, v in d.items()}
+
+
+ORDER_NUMS = ("filled_quantity", "leaves_quantity", "avg_fill_price", "filled_notional")
+POSITION_NUMS = ("multiplier", "quantity", "avg_price", "realized_pnl", "traded_quantity", "traded_notional",
+                 "last_fill_price")
+
+
+def _order_record(o: Any) -> dict[str, Any]:
+    """An Order (object or plain row) as an OrderState record."""
+    row = {f: getattr(o, f) for f in ORDER_FIELDS} if not isinstance(o, dict) else dict(o)
+    for f in ORDER_NUMS:
+        row[f] = _num(row[f])
+    row["fees"] = _nums(row["fees"])
+    return row
+
+
+def _parts(plain: dict[str, Any]) -> dict[str, Any]:
+    """market, portfolio and risk of a plain state as record parts (exact-decimal unions resolved)."""
+    market = dict(plain["market"])
+    market["last_price"] = _nums(market["last_price"])
+    pf = dict(plain["portfolio"])
+    pf["balances"], pf["fees"] = _nums(pf["balances"]), _nums(pf["fees"])
+    positions = []
+    for row in pf["positions"]:
+        row = dict(row)
+        for f in POSITION_NUMS:
+            row[f] = _num(row[f])
+        row["fees"] = _nums(row["fees"])
+        positions.append(row)
+    pf["positions"] = positions
+    risk = dict(plain["risk"])
+    for f in ("equity", "peak_equity", "day_start_equity"):
+        risk[f] = _num(risk[f])
+    risk["sensitivities"] = [{"instrument_id": x["instrument_id"], "value": _num(x["value"])}
+                             for x in risk["sensitivities"]]
+    risk["marks"] = _nums(risk["marks"])
+    return {"market": market, "portfolio": pf, "risk": risk}
+
+
+# ---- the strategy's own state: tape.state.Value -------------------------------------------------------------
+
+
+def _value(x: Any, path: str) -> dict[str, Any]:
+    if x is None or isinstance(x, (bool, str)):
+        return {"v": x}
+    if isinstance(x, int):
+        if not -(1 << 63) <= x < (1 << 63):
+            raise TapeError(f"strategy snapshot: {path} = {x} does not fit a 64-bit integer; store it as a Decimal")
+        return {"v": x}
+    if isinstance(x, Decimal):
+        q = fits(x)
+        return {"v": q if q is not None else {"text": str(x)}}
+    if isinstance(x, dict):
+        out = {}
+        for k, v in x.items():
+            if not isinstance(k, str):
+                raise TapeError(f"strategy snapshot: {path} has key {k!r}; keys must be strings")
+            out[k] = _value(v, f"{path}.{k}")
+        return {"v": out}
+    if isinstance(x, (list, tuple)) or type(x).__name__ == "deque":
+        return {"v": [_value(v, f"{path}[{i}]") for i, v in enumerate(x)]}
+    raise TapeError(f"strategy snapshot: {path} is a {type(x).__name__}; use None, bool, int, str, Decimal, "
+                    "list or dict (never a float: state is exact)")
+
+
+def _unvalue(rec: dict[str, Any]) -> Any:
+    v = rec["v"]
+    if isinstance(v, list):
+        return [_unvalue(x) for x in v]
+    if isinstance(v, dict):
+        if set(v) == {"text"} and isinstance(v["text"], str):  # BigDecimal (a map's values are Value records)
+            return Decimal(v["text"])
+        return {k: _unvalue(x) for k, x in v.items()}
+    return v
+
+
+# ---- plain state <-> EngineState record ----------------------------------------------------------------------
+
+
+@dataclass
+class Snapshot:
+    """A decoded snapshot: the state and where in the log(s) it stands."""
+
+    state: State
+    last_seq: int
+    max_ts: int
+    input_event_id: str | None
+    strategy_id: str | None
+    strategy_state: dict[str, Any] | None
+    plain: dict[str, Any]  # the state as plain data (State.snapshot() of `state`)
+
+
+def _strategy_record(strategy_id: str | None, strategy_state: dict[str, Any] | None) -> dict[str, Any] | None:
+    if strategy_state is None:
+        return None
+    return {"strategy_id": strategy_id or "", "state": _value(dict(strategy_state), "state")["v"]}
+
+
+def to_record(plain: dict[str, Any], *, last_seq: int, max_ts: int, input_event_id: str | None = None,
+              strategy_id: str | None = None, strategy_state: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The EngineState record of a plain state (State.snapshot()) and its position."""
+    parts = _parts(plain)
+    return {"last_seq": last_seq, "max_ts": max_ts, "input_event_id": input_event_id, "market": parts["market"],
+            "orders": [_order_record(o) for o in plain["orders"]], "portfolio": parts["portfolio"],
+            "risk": parts["risk"], "strategy": _strategy_record(strategy_id, strategy_state)}
+
+
+def _fix(rows: dict[str, Any] | list[dict[str, Any]] | None, fields: tuple[str, ...], maps: tuple[str, ...] = ()) -> None:
+    for row in rows or ():
+        for f in fields:
+            row[f] = _unnum(row[f])
+        for m in maps:
+            row[m] = {k: _unnum(v) for k, v in row[m].items()}
+
+
+def from_record(rec: dict[str, Any]) -> dict[str, Any]:
+    """The plain state (as State.snapshot() gives it) of a decoded EngineState record; the text branch of every
+    exact-decimal union becomes a Decimal again. Modifies and returns parts of `rec`."""
+    market, portfolio, risk = rec["market"], rec["portfolio"], rec["risk"]
+    market["last_price"] = {k: _unnum(v) for k, v in market["last_price"].items()}
+    _fix(rec["orders"], ("filled_quantity", "leaves_quantity", "avg_fill_price", "filled_notional"), ("fees",))
+    portfolio["balances"] = {k: _unnum(v) for k, v in portfolio["balances"].items()}
+    portfolio["fees"] = {k: _unnum(v) for k, v in portfolio["fees"].items()}
+    _fix(portfolio["positions"], ("multiplier", "quantity", "avg_price", "realized_pnl", "traded_quantity",
+                                  "traded_notional", "last_fill_price"), ("fees",))
+    for f in ("equity", "peak_equity", "day_start_equity"):
+        risk[f] = _unnum(risk[f])
+    for sens in risk["sensitivities"]:  # the fold keeps them normalized (short products); so does a restore
+        v = _unnum(sens["value"])
+        sens["value"] = None if v is None else v.normalize(_SENS_CTX)
+    risk["marks"] = {k: _unnum(v) for k, v in risk["marks"].items()}
+    return {"market": market, "orders": rec["orders"], "portfolio": portfolio, "risk": risk}
+
+
+# ---- Avro single-object bytes -------------------------------------------------------------------------------
+
+
+def state_type(catalog: Catalog) -> EventType:
+    return catalog.record(STATE_TYPE)
+
+
+def schema_label(et: EventType) -> str:
+    """What SnapshotTaken.state_schema says: full name and fingerprint."""
+    return f"{et.full_name}@{et.fingerprint:016x}"
+
+
+def encode(et: EventType, record: dict[str, Any]) -> bytes:
+    buf = BytesIO()
+    buf.write(et.prefix)
+    try:
+        schemaless_writer(buf, et.parsed, record)
+    except Exception as e:  # fastavro raises ValueError/TypeError/KeyError on mismatches
+        raise SchemaError(f"{et.name}: the state does not match its schema ({e!r})") from None
+    return buf.getvalue()
+
+
+_DECODERS: dict[tuple[int, int], Callable[[bytes], dict[str, Any]]] = {}
+
+
+def decode(value: bytes, catalog: Catalog, registry: Registry) -> dict[str, Any]:
+    """A single-object record, resolved from its writer schema (in the registry) to today's record type."""
+    if value[:2] != MAGIC or len(value) < 10:
+        raise SchemaError("snapshot state is not Avro single-object encoded (missing C3 01 header)")
+    fp = int.from_bytes(value[2:10], "little")
+    current = state_type(catalog)
+    fn = _DECODERS.get((fp, current.fingerprint))
+    if fn is None:
+        if fp == current.fingerprint:
+            writer, reader = current.parsed, None
+        else:
+            schema = registry.schemas.get(fp)
+            if schema is None:
+                registry.refresh()
+                schema = registry.schemas.get(fp)
+            if schema is None:
+                raise UnknownSchema(f"snapshot state schema {fp:016x} is not in the namespace's registry; copy the "
+                                    "registry with the data")
+            writer = parse_schema(schema, _force=True)
+            reader = current.parsed if schema["name"] == current.full_name else None
+            if reader is None:
+                raise SchemaError(f"snapshot state is a {schema['name']}, not a {current.full_name}")
+
+        def fn(v: bytes, _w: Any = writer, _r: Any = reader) -> dict[str, Any]:
+            return schemaless_reader(BytesIO(v[10:]), _w, _r)
+
+        _DECODERS[(fp, current.fingerprint)] = fn
+    return fn(value)
+
+
+class StateEncoder:
+    """Encodes EngineState records field by field — the Avro encoding of a record is the concatenation of its
+    fields' — so the bytes of every order already terminal (which no later event may change) are encoded once and
+    reused: a snapshot costs the open orders, not every order ever placed. Same bytes as encoding the record."""
+
+    def __init__(self, et: EventType):
+        self.et = et
+        named: dict[str, Any] = {}
+        self.fields: list[tuple[str, Any]] = []
+        for f in et.schema["fields"]:
+            typ = f["type"]
+            if f["name"] == "orders":
+                self.order_schema = parse_schema(typ["items"], named_schemas=named, _force=True)
+                self.fields.append(("orders", None))
+            else:
+                self.fields.append((f["name"], parse_schema(typ, named_schemas=named, _force=True)))
+        self.closed: dict[str, bytes] = {}  # client order id → bytes of the terminal order
+
+    def _write(self, schema: Any, value: Any, name: str) -> bytes:
+        buf = BytesIO()
+        try:
+            schemaless_writer(buf, schema, value)
+        except Exception as e:  # fastavro raises ValueError/TypeError/KeyError on mismatches
+            raise SchemaError(f"{self.et.name}.{name}: the state does not match its schema ({e!r})") from None
+        return buf.getvalue()
+
+    def _orders(self, orders: Any) -> bytes:
+        items = list(orders.by_id.values())
+        if not items:
+            return b"\x00"
+        closed = self.closed
+        chunks = [_zigzag(len(items))]
+        for o in items:
+            b = closed.get(o.client_order_id)
+            if b is None:
+                b = self._write(self.order_schema, _order_record(o), "orders")
+                if o.status in TERMINAL:
+                    closed[o.client_order_id] = b
+            chunks.append(b)
+        chunks.append(b"\x00")
+        return b"".join(chunks)
+
+    def encode(self, state: State, *, last_seq: int, max_ts: int, input_event_id: str | None = None,
+               strategy_id: str | None = None, strategy_state: dict[str, Any] | None = None) -> bytes:
+        plain = {"market": state.market.snapshot(), "portfolio": state.portfolio.snapshot(),
+                 "risk": state.risk.snapshot()}
+        rec = {"last_seq": last_seq, "max_ts": max_ts, "input_event_id": input_event_id, **_parts(plain),
+               "strategy": _strategy_record(strategy_id, strategy_state)}
+        out = [self.et.prefix]
+        for name, schema in self.fields:
+            out.append(self._orders(state.orders) if schema is None else self._write(schema, rec[name], name))
+        return b"".join(out)
+
+
+def _zigzag(n: int) -> bytes:
+    n = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while n & ~0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+# ---- SnapshotTaken payloads ---------------------------------------------------------------------------------
+
+
+def snapshot_payload(state: State, catalog: Catalog, registry: Registry | None, *, last_seq: int, max_ts: int,
+                     input_event_id: str | None = None, strategy_id: str | None = None,
+                     strategy_state: dict[str, Any] | None = None,
+                     encoder: StateEncoder | None = None) -> dict[str, Any]:
+    """The fields of a SnapshotTaken event for `state`; registers the state schema in `registry` first. Pass the
+    same `encoder` for every snapshot of one state to encode each terminal order once."""
+    et = state_type(catalog)
+    if registry is not None:
+        registry.register(et)
+    if encoder is None or encoder.et.fingerprint != et.fingerprint:
+        encoder = StateEncoder(et)
+    value = encoder.encode(state, last_seq=last_seq, max_ts=max_ts, input_event_id=input_event_id,
+                           strategy_id=strategy_id, strategy_state=strategy_state)
+    return {"last_seq": last_seq, "state_schema": schema_label(et), "state": value}
+
+
+def read_snapshot(payload: dict[str, Any], catalog: Catalog, registry: Registry) -> Snapshot:
+    """The state a SnapshotTaken event carries, restored (ready to fold the events after its last_seq)."""
+    name = str(payload.get("state_schema", "")).partition("@")[0]
+    if name and name != STATE_TYPE:
+        raise SchemaError(f"snapshot state_schema {payload['state_schema']!r}: this code restores {STATE_TYPE} only")
+    rec = decode(payload["state"], catalog, registry)
+    strategy = rec.get("strategy")
+    plain = from_record(rec)
+    state = State.restore(plain, rec["last_seq"])
+    return Snapshot(state, rec["last_seq"], rec["max_ts"], rec.get("input_event_id"),
+                    strategy["strategy_id"] if strategy else None,
+                    {k: _unvalue(v) for k, v in strategy["state"].items()} if strategy else None, plain)
+
+
+def roundtrip(state: State, catalog: Catalog | None = None) -> State:
+    """`state` through a snapshot's bytes and back (for tests and checks)."""
+    catalog = catalog or Catalog.load()
+    payload = snapshot_payload(state, catalog, None, last_seq=state.last_seq, max_ts=0)
+    return read_snapshot(payload, catalog, Registry()).state
