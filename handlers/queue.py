@@ -236,7 +236,7 @@ class OutboundQueue:
         elif item.client_order_id in self._open:  # in flight until answered (a finished order's blocks nothing)
             self._cancels.setdefault(item.instrument_id, {})[item.client_order_id] = True
         out.append(("OrderReleased", {"instrument_id": item.instrument_id, "client_order_id": item.client_order_id,
-                                       "venue": self.venue}))
+                                       "venue": self.venue, "action": "SUBMIT" if item.kind == "order" else "CANCEL"}))
 
     def _release(self, now: int) -> list[tuple[str, dict[str, Any]]]:
         out: list[tuple[str, dict[str, Any]]] = []

@@ -104,7 +104,10 @@ class Orders:
 
     EVENTS = EVENTS
 
-    def __init__(self) -> None:
+    KEEP_CLOSED = 1000  # finished orders kept for strategies and risk; the log keeps them all
+
+    def __init__(self, keep_closed: int | None = None) -> None:
+        self.keep_closed = self.KEEP_CLOSED if keep_closed is None else keep_closed
         self.by_id: dict[str, Order] = {}
         self._open: dict[str, dict[str, Order]] = {}  # instrument → client_order_id → open order (submission order)
         self._open_all: dict[str, Order] = {}
@@ -222,6 +225,24 @@ class Orders:
         per = self._open.get(order.instrument_id)
         if per is not None:
             per.pop(order.client_order_id, None)
+        closed = len(self.by_id) - len(self._open_all)
+        if closed > self.keep_closed + self.keep_closed // 10 + 1:
+            self._forget(closed - self.keep_closed)
+
+    def _forget(self, n: int) -> None:
+        """Drop the n earliest-submitted finished orders, so state (and snapshots) stay bounded as the log grows.
+
+        Which orders go depends only on `by_id` (submission order), so a state restored from a snapshot forgets
+        exactly what the state it was taken from forgot.
+        """
+        gone = []
+        for cid, o in self.by_id.items():
+            if len(gone) == n:
+                break
+            if o.status in TERMINAL:
+                gone.append(cid)
+        for cid in gone:
+            del self.by_id[cid]
 
     # ---- snapshot ------------------------------------------------------------------------------------------
 

@@ -188,8 +188,8 @@ class Engine:
             self._emit_all(self.queue.offer_cancel(data, self.now), "queue")
         elif name == "OrderReleased":
             cid = data["client_order_id"]
-            if cid in self.orders and cid not in self.state.orders.by_id:  # released once; a later release is its cancel
-                order = self.orders[cid]
+            if data.get("action", "SUBMIT") == "SUBMIT":
+                order = self.orders.pop(cid)  # the intent is needed until it is sent, not after
                 submitted = {k: order[k] for k in SUBMITTED_FIELDS}
                 submitted["venue"] = self.venue.name
                 self.emit("OrderSubmitted", submitted, source=f"venue:{self.venue.name}")
@@ -204,6 +204,8 @@ class Engine:
             self._emit_all(self.queue.on_execution(name, data, self.now), "queue")
             self.strategy.on_order(name, data)
         elif name == "RiskRejected":
+            if data.get("rule") != "duplicate_client_order_id":  # that one names an order still on its way
+                self.orders.pop(data["client_order_id"], None)
             self.strategy.on_order(name, data)
         elif name == "Timer":
             self.strategy.on_timer(data["name"], data["scheduled_ts"])

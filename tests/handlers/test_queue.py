@@ -24,8 +24,12 @@ def cancel(cid: str, iid: str = X) -> dict[str, Any]:
     return {"instrument_id": iid, "strategy_id": "t", "client_order_id": cid, "reason": "test"}
 
 
-def released(cid: str, iid: str = X, venue: str = "SIM") -> tuple:
-    return ("OrderReleased", {"instrument_id": iid, "client_order_id": cid, "venue": venue})
+def released(cid: str, iid: str = X, venue: str = "SIM", action: str = "SUBMIT") -> tuple:
+    return ("OrderReleased", {"instrument_id": iid, "client_order_id": cid, "venue": venue, "action": action})
+
+
+def released_cancel(cid: str, iid: str = X, venue: str = "SIM") -> tuple:
+    return released(cid, iid, venue, "CANCEL")
 
 
 def held(cid: str, reason: str, after: int | None, iid: str = X) -> tuple:
@@ -97,14 +101,14 @@ def test_cancels_take_tokens_and_wait_in_line():
     q = OutboundQueue({"rate_per_second": 1, "burst": 1})
     assert q.offer(order("a"), T0) == [released("a")]
     assert q.offer_cancel(cancel("a"), T0) == [held("a", "rate_limit", T0 + S)]
-    assert q.release_due(T0 + S) == [released("a")]  # the cancel: a release of an id already sent
+    assert q.release_due(T0 + S) == [released_cancel("a")]  # the cancel, marked as such
 
 
 def test_a_new_order_waits_for_a_cancel_in_flight_on_its_instrument():
     for answer in ("OrderCanceled", "OrderCancelRejected", "OrderExpired", "OrderRejected"):
         q = OutboundQueue({})
         assert q.offer(order("a"), T0) == [released("a")]
-        assert q.offer_cancel(cancel("a"), T0) == [released("a")]
+        assert q.offer_cancel(cancel("a"), T0) == [released_cancel("a")]
         assert q.offer(order("b"), T0) == [held("b", "cancel_in_flight", None)]
         assert q.offer(order("c", Y), T0) == [released("c", Y)]  # another instrument is not held
         assert q.release_due(T0 + 100 * S) == []  # time alone does not release it
@@ -129,9 +133,9 @@ def test_cancels_are_never_held_behind_a_cancel_and_fifo_puts_orders_after_earli
     assert q.offer(order("c"), T0) == [held("c", "rate_limit", T0 + 3 * S)]
     assert q.release_due(T0 + S) == [released("b")]  # b came before the cancel: FIFO sends it first
     # the cancel leaves; c, next in line, is now held by it (visibly, with a new reason)
-    assert q.release_due(T0 + 2 * S) == [released("a"), held("c", "cancel_in_flight", None)]
+    assert q.release_due(T0 + 2 * S) == [released_cancel("a"), held("c", "cancel_in_flight", None)]
     assert q.offer_cancel(cancel("b"), T0 + 2 * S) == [held("b", "rate_limit", T0 + 3 * S)]
-    assert q.release_due(T0 + 3 * S) == [released("b")]  # a second cancel is not held by the first
+    assert q.release_due(T0 + 3 * S) == [released_cancel("b")]  # a second cancel is not held by the first
     assert q.on_execution("OrderCanceled", canceled("a"), T0 + 3 * S) == []  # b's cancel still holds c
     # resolved at 3.5s, but the bucket is empty until 4s: the hold changes reason, visibly
     assert q.on_execution("OrderCanceled", canceled("b"), T0 + 3 * S + S // 2) == [
@@ -186,7 +190,7 @@ def test_cancel_of_a_finished_order_is_sent_but_holds_nothing():
     q = OutboundQueue({})
     q.offer(order("a"), T0)
     q.on_execution("OrderFilled", filled("a", "1"), T0)
-    assert q.offer_cancel(cancel("a"), T0) == [released("a")]  # the venue answers "already filled"
+    assert q.offer_cancel(cancel("a"), T0) == [released_cancel("a")]  # the venue answers "already filled"
     assert q.offer(order("b"), T0) == [released("b")]
 
 
@@ -196,7 +200,7 @@ def test_restore_after_recovery_lets_cancels_through():
 
     q = OutboundQueue({})
     q.restore([O()])
-    assert q.offer_cancel(cancel("old"), T0) == [released("old")]
+    assert q.offer_cancel(cancel("old"), T0) == [released_cancel("old")]
     assert q.offer(order("n"), T0) == [held("n", "cancel_in_flight", None)]
     assert q.offer(order("old"), T0)[0][1]["rule"] == "duplicate_client_order_id"
 

@@ -199,3 +199,36 @@ def test_non_execution_events_are_ignored():
     orders = Orders()
     orders.apply("Bar", {"instrument_id": "X"}, 1)
     assert orders.by_id == {}
+
+
+def test_finished_orders_are_forgotten_deterministically(monkeypatch) -> None:
+    """State stays bounded as the log grows, and a restored fold forgets exactly what the original forgot."""
+    from decimal import Decimal as D
+
+    from projections.orders import Orders
+
+    monkeypatch.setattr(Orders, "KEEP_CLOSED", 3)
+
+    def sub(cid: str) -> tuple:
+        return ("OrderSubmitted", {"instrument_id": "X", "client_order_id": cid, "side": "BUY",
+                                   "order_type": "LIMIT", "quantity": D(1), "price": D(1)})
+
+    def cancel(cid: str) -> tuple:
+        return ("OrderCanceled", {"instrument_id": "X", "client_order_id": cid, "reason": "test"})
+
+    events = [sub(f"o{i}") for i in range(12)]
+    # close out of submission order, leave o5 open
+    events += [cancel(f"o{i}") for i in (3, 0, 7, 1, 2, 9, 4, 6, 8, 10, 11)]
+    whole = Orders()
+    for n, (name, data) in enumerate(events):
+        whole.apply(name, data, n)
+    assert len(whole.by_id) <= 1 + 3 + 3 // 10 + 1 and "o5" in whole.by_id
+    assert [o.client_order_id for o in whole.open()] == ["o5"]
+    for cut in range(len(events)):
+        part = Orders()
+        for n, (name, data) in enumerate(events[:cut]):
+            part.apply(name, data, n)
+        resumed = Orders.restore(part.snapshot())
+        for n, (name, data) in enumerate(events[cut:], start=cut):
+            resumed.apply(name, data, n)
+        assert resumed.snapshot() == whole.snapshot(), cut
