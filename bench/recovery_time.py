@@ -11,11 +11,10 @@ is grown once; when it reaches each size the committed log is recovered twice, w
 and the two states are checked equal. Group commit of 1000 steps and fsync=never while writing, for speed; it
 does not change what recovery reads. Times are wall clock on a shared machine: expect noise of tens of percent.
 
-The snapshot holds the whole state, including every order ever placed (projections.orders keeps closed orders):
-its size, and the time to decode it, grow with the number of orders, not with the number of events. The
-columns show both parts of a restore: decoding the snapshot ('decode s') and folding the tail (at most
---snapshot-every events; measured at multiples of it, so the tail is the worst case), and 'snapshots/log' the share
-of the log's bytes that are snapshots (each one repeats every closed order).
+The snapshot holds the whole state: open orders and the most recent finished ones (projections.orders forgets
+older finished orders; the log keeps them all), so its size is bounded. The columns show both parts of a restore:
+decoding the snapshot ('decode s') and folding the tail (at most --snapshot-every events; measured at multiples of
+it, so the tail is the worst case), and 'snapshots/log' the share of the log's bytes that are snapshots.
 """
 from __future__ import annotations
 

@@ -152,10 +152,16 @@ class Engine:
             if ts > self.max_ts:
                 self.max_ts = ts
         self._drain()
-        self._emit_all(self.queue.release_due(self.now), "queue")
-        self._emit_all(self.risk.evaluate(self.state, self.now), "risk")
-        self._drain()
-        self._end_step()
+        released = self.queue.release_due(self.now)
+        if released:
+            self._emit_all(released, "queue")
+        verdicts = self.risk.evaluate(self.state, self.now)
+        if verdicts:
+            self._emit_all(verdicts, "risk")
+        if self._routing:
+            self._drain()
+        if self._step or self.snapshot_every:
+            self._end_step()
 
     def _fire_timers(self, ts: int) -> None:
         while self._timers and self._timers[0][0] <= ts:
