@@ -128,14 +128,22 @@ def run_backtest(log: Log, spec: BacktestSpec, *, run_id: str | None = None,
         t0 = first.ts_event
         span = max(1, (spec.to_ts or 0) - t0)
         engine.on_emit = lambda name, data, ts: trips.apply(name, data, ts) if name == "OrderFilled" else None
-        for e in log.replay(spec.source, types=MARKET_INPUTS, from_ts=spec.from_ts, to_ts=spec.to_ts):
-            engine.process(e.name, e.data, e.ts_event, f"{spec.source}:{e.seq}")
+        replay = log.replay(spec.source, types=MARKET_INPUTS, from_ts=spec.from_ts, to_ts=spec.to_ts)
+        decode = replay.codec.decode_data
+        names: dict[bytes, str] = {}
+        prefix = f"{spec.source}:"
+        process = engine.process
+        for seq, ts, _key, type_b, value in replay.records():  # the hot loop: records, not Event objects
+            name = names.get(type_b)
+            if name is None:
+                name = names[type_b] = type_b.rpartition(b".")[2].decode()
+            process(name, decode(value), ts, prefix + str(seq))
             # the risk state keeps equity current incrementally (exactly equal to portfolio.equity)
             equity = risk.equity if risk.currency == currency and risk.equity is not None else portfolio.equity(currency)
-            curve.add(e.ts_event, equity, portfolio.in_market())
+            curve.add(ts, equity, portfolio.in_market())
             n += 1
             if progress is not None and n % 5000 == 0:
-                progress(n, e.ts_event)
+                progress(n, ts)
         engine.stop({"run_id": run_id, "reason": "end of source slice"})
     stats = statistics(curve, trips, state)
     return BacktestResult(run_id, run_id, state, curve, trips, stats, n, engine.events, currency, started)
