@@ -142,3 +142,14 @@ def test_cli_backtest_bad_param_is_one_line(store: Path) -> None:
                                  "sma_cross", "--param", "fast=abc"])
     assert r.exit_code == 2
     assert "fast" in r.stderr and "Traceback" not in r.output
+
+
+def test_the_readme_example_configs_load_and_run(store: Path) -> None:
+    from handlers.risk import load_risk_config
+    from handlers.simvenue import load_venue_config
+
+    examples = EXAMPLE.parent
+    spec = BacktestSpec(source="src", strategy="sma_cross", params={"fast": "5", "slow": "20", "quantity": "0.5"},
+                        risk=load_risk_config(examples / "risk.toml"), venue=load_venue_config(examples / "venue.toml"))
+    r = run_backtest(Log.open(f"file:{store}"), spec, run_id="bt-readme")
+    assert r.statistics["fills"] > 0 and r.statistics["fees_paid"] > 0
