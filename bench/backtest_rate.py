@@ -85,7 +85,7 @@ def main() -> None:
         print(f"backtest time / source replay time:         {bt_s / replay_s:>10.2f}x")
         print(f"fills {r.statistics['fills']}, round trips {r.statistics['round_trips']}")
         if prof:
-            pstats.Stats(prof).sort_stats("tottime").print_stats(18)
+            pstats.Stats(prof).sort_stats("tottime").print_stats(45)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
