@@ -78,15 +78,7 @@ class Codec:
 
     def encode(self, event_type: EventType, record: dict[str, Any]) -> bytes:
         """Single-object bytes of one record."""
-        buf = self._buf
-        buf.seek(0)
-        buf.truncate()
-        buf.write(event_type.prefix)
-        try:
-            schemaless_writer(buf, event_type.parsed, record)
-        except Exception as e:  # fastavro raises ValueError/TypeError/AttributeError on mismatches
-            raise SchemaError(f"{event_type.name}: event does not match its schema ({e}); fix the event's fields") from None
-        return buf.getvalue()
+        return encode_value(event_type, record, self._buf)
 
     def decoder(self, fp: int) -> tuple[str, Callable[[bytes], dict[str, Any]]]:
         """(full type name, decode function) for values with this fingerprint."""
@@ -105,7 +97,8 @@ class Codec:
                 f"unknown schema fingerprint {fp:016x}: the log's registry lacks it; copy the registry with the data"
             )
         name = writer["name"]
-        current = self.catalog.by_full.get(name)
+        # events, and the records events carry (a snapshot's state), resolve to today's schema of the same name
+        current = self.catalog.by_full.get(name) or self.catalog.records.get(name)
         parsed_writer = parse_schema(writer, _force=True)
         if current is not None and current.fingerprint == fp:
             reader_schema = None
@@ -136,9 +129,24 @@ class Codec:
         return fn(value)
 
 
+def encode_value(event_type: EventType, record: dict[str, Any], buf: BytesIO | None = None) -> bytes:
+    """Single-object bytes of one record (events, or records carried inside events such as a snapshot's state)."""
+    if buf is None:
+        buf = BytesIO()
+    else:
+        buf.seek(0)
+        buf.truncate()
+    buf.write(event_type.prefix)
+    try:
+        schemaless_writer(buf, event_type.parsed, record)
+    except Exception as e:  # fastavro raises ValueError/TypeError/AttributeError on mismatches
+        raise SchemaError(f"{event_type.name}: record does not match its schema ({e!r}); fix its fields") from None
+    return buf.getvalue()
+
+
 def fingerprint_of(value: bytes) -> int:
     """The writer schema fingerprint a single-object value names."""
     return int.from_bytes(value[2:10], "little")
 
 
-__all__ = ["Codec", "Registry", "SchemaStore", "canonical_form", "schema_file_text", "fingerprint_of"]
+__all__ = ["Codec", "Registry", "SchemaStore", "canonical_form", "schema_file_text", "fingerprint_of", "encode_value"]

@@ -15,14 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Context, Decimal, InvalidOperation
 from io import BytesIO
-from typing import Any, Callable
+from typing import Any
 
 from fastavro import schemaless_reader, schemaless_writer
 from fastavro.schema import parse_schema
 
-from eventstore.catalog import MAGIC, Catalog, EventType
-from eventstore.codec import Registry
-from eventstore.errors import SchemaError, TapeError, UnknownSchema
+from eventstore.catalog import Catalog, EventType
+from eventstore.codec import Codec, Registry, encode_value
+from eventstore.errors import SchemaError, TapeError
 
 from .orders import ORDER_FIELDS, TERMINAL
 from .state import State
@@ -206,47 +206,18 @@ def schema_label(et: EventType) -> str:
     return f"{et.full_name}@{et.fingerprint:016x}"
 
 
-def encode(et: EventType, record: dict[str, Any]) -> bytes:
-    buf = BytesIO()
-    buf.write(et.prefix)
-    try:
-        schemaless_writer(buf, et.parsed, record)
-    except Exception as e:  # fastavro raises ValueError/TypeError/KeyError on mismatches
-        raise SchemaError(f"{et.name}: the state does not match its schema ({e!r})") from None
-    return buf.getvalue()
-
-
-_DECODERS: dict[tuple[int, int], Callable[[bytes], dict[str, Any]]] = {}
+encode = encode_value  # a state record is encoded like any event
 
 
 def decode(value: bytes, catalog: Catalog, registry: Registry) -> dict[str, Any]:
-    """A single-object record, resolved from its writer schema (in the registry) to today's record type."""
-    if value[:2] != MAGIC or len(value) < 10:
-        raise SchemaError("snapshot state is not Avro single-object encoded (missing C3 01 header)")
-    fp = int.from_bytes(value[2:10], "little")
+    """A snapshot's state, resolved from its writer schema (in the registry) to today's EngineState."""
     current = state_type(catalog)
-    fn = _DECODERS.get((fp, current.fingerprint))
-    if fn is None:
-        if fp == current.fingerprint:
-            writer, reader = current.parsed, None
-        else:
-            schema = registry.schemas.get(fp)
-            if schema is None:
-                registry.refresh()
-                schema = registry.schemas.get(fp)
-            if schema is None:
-                raise UnknownSchema(f"snapshot state schema {fp:016x} is not in the namespace's registry; copy the "
-                                    "registry with the data")
-            writer = parse_schema(schema, _force=True)
-            reader = current.parsed if schema["name"] == current.full_name else None
-            if reader is None:
-                raise SchemaError(f"snapshot state is a {schema['name']}, not a {current.full_name}")
-
-        def fn(v: bytes, _w: Any = writer, _r: Any = reader) -> dict[str, Any]:
-            return schemaless_reader(BytesIO(v[10:]), _w, _r)
-
-        _DECODERS[(fp, current.fingerprint)] = fn
-    return fn(value)
+    if value[:10] == current.prefix:  # written by today's code: readable without the registry
+        return schemaless_reader(BytesIO(value[10:]), current.parsed, None)
+    name, data = Codec(catalog, registry).decode(value)
+    if name != current.full_name:
+        raise SchemaError(f"snapshot state is a {name}, not a {current.full_name}")
+    return data
 
 
 class StateEncoder:

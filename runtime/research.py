@@ -125,8 +125,6 @@ def run_backtest(log: Log, spec: BacktestSpec, *, run_id: str | None = None,
         portfolio = state.portfolio
         risk = state.risk
         n = 0
-        t0 = first.ts_event
-        span = max(1, (spec.to_ts or 0) - t0)
         engine.on_emit = lambda name, data, ts: trips.apply(name, data, ts) if name == "OrderFilled" else None
         replay = log.replay(spec.source, types=MARKET_INPUTS, from_ts=spec.from_ts, to_ts=spec.to_ts)
         decode = replay.codec.decode_data

@@ -135,6 +135,12 @@ def test_cli_backtest_json_lists_round_trips(store: Path) -> None:
     shown = CliRunner().invoke(app, ["--store", f"file:{store}", "runs", "show", out["run_id"], "--json"])
     assert shown.exit_code == 0, shown.output
     assert json.loads(shown.stdout)["statistics"] == out["statistics"]
+    listed = CliRunner().invoke(app, ["--store", f"file:{store}", "runs", "list"])
+    assert listed.exit_code == 0, listed.output
+    row = next(line for line in listed.stdout.splitlines() if out["run_id"] in line)
+    assert "sma_cross" in row and "fast=5" in row and "src" in row
+    missing = CliRunner().invoke(app, ["--store", f"file:{store}", "runs", "show", "src"])
+    assert missing.exit_code == 2 and "not a run" in missing.stderr
 
 
 def test_cli_backtest_bad_param_is_one_line(store: Path) -> None:
