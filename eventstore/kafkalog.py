@@ -363,6 +363,19 @@ def _read_to_end(log: KafkaLog, consumer: Any, tps: list[Any], on_record, what: 
                                  "is the broker up?")
 
 
+def _seek(consumer: Any, tp: Any, offset: int) -> None:
+    """Seek and forget the partition's cached high watermark, so "read to the end" waits for a fresh Fetch.
+
+    kafka-python keeps the last Fetch's high watermark across seek(); a consumer reused after new records were
+    written would otherwise take the old watermark as the end and stop short.
+    """
+    consumer.seek(tp, offset)
+    try:
+        consumer._subscription.assignment[tp].highwater = None
+    except (AttributeError, KeyError):  # another kafka-python layout: the watermark is refreshed by the next Fetch
+        pass
+
+
 def _close_quietly(c: Any, timeout: float | None = None) -> None:
     """Close a client; if it cannot finish (broker gone, records unsent), stop its IO thread anyway.
 
@@ -392,10 +405,14 @@ class _Journal:
         self.ns = ns
         self.tp = TopicPartition(f"{ns}.{JOURNAL}", 0)
 
-    def meta(self, consumer: Any) -> dict | None:
-        """The metadata record at offset 0, or None when the namespace has none yet."""
+    def meta(self, consumer: Any, written: bool = False) -> dict | None:
+        """The metadata record at offset 0, or None when the namespace has none yet.
+
+        written: the caller has just committed the record, so wait for it instead of trusting a high watermark
+        (a Fetch sent before the commit may still answer "empty").
+        """
         consumer.assign([self.tp])
-        consumer.seek(self.tp, 0)
+        _seek(consumer, self.tp, 0)
         found: list = []
 
         def take(tp, m):
@@ -410,7 +427,7 @@ class _Journal:
                     for m in ms:
                         take(self.tp, m)
                 hw = consumer.highwater(self.tp)
-                if not found and hw is not None and consumer.position(self.tp) >= hw:
+                if not found and not written and hw is not None and consumer.position(self.tp) >= hw:
                     return None
                 if time.monotonic() > deadline:
                     raise StoreError(f"Kafka at {self.log.url}: no answer reading {self.tp.topic}; is the broker up?")
@@ -441,7 +458,7 @@ class _Journal:
                 if isinstance(j, _JCommit):
                     last[:] = [j]
 
-            consumer.seek(tp, start)
+            _seek(consumer, tp, start)
             try:
                 _read_to_end(self.log, consumer, [tp], take, "reading the commit journal")
             except CorruptLog:
@@ -458,7 +475,7 @@ class _Journal:
     def probe(self, consumer: Any, offset: int, hi: int) -> _JCommit | None:
         """The first commit at or after offset and before hi (one small fetch, usually)."""
         tp = self.tp
-        consumer.seek(tp, offset)
+        _seek(consumer, tp, offset)
         deadline = time.monotonic() + self.log.timeout
         with self.log._errors("searching the commit journal"):
             while True:
@@ -507,7 +524,7 @@ class KafkaCursor(Cursor):
         start = r._start_offset(self.index, self.start_seq, self.start_ts)
         self.consumer = r._new_consumer()
         self.consumer.assign([self.tp])
-        self.consumer.seek(self.tp, start)
+        _seek(self.consumer, self.tp, start)
         self.next_offset = start
 
     def read_until(self, horizon: int) -> Iterator[Record]:
@@ -650,7 +667,7 @@ class KafkaNamespaceReader(NamespaceReader):
         c = self._idle.pop() if self._idle else self._new_consumer()
         try:
             c.assign([tp])
-            c.seek(tp, start)
+            _seek(c, tp, start)
             offset = start
             since = time.monotonic()
             while True:
@@ -775,9 +792,11 @@ class KafkaNamespaceWriter(NamespaceWriter):
                 body = json.dumps({"format": 1, "partitions": parts}, sort_keys=False).encode()
                 self._transaction(lambda: [self.producer.send(jt, value=body, partition=0, headers=[(H_TYPE, T_META)])],
                                   "writing the namespace record")
-                meta = journal.meta(consumer)  # the first record wins if two first writers raced
-                if meta is None:
-                    raise StoreError(f"Kafka at {log.url}: the namespace record of {ns!r} did not become readable")
+                fresh = log.consumer()
+                try:  # the first record wins if two first writers raced
+                    meta = journal.meta(fresh, written=True)
+                finally:
+                    _close_quietly(fresh)
             self.partitions = dict(meta["partitions"])
             self._create_data_topics(self.partitions)
             self.order = [(t, i) for t, n in self.partitions.items() for i in range(n)]
@@ -803,7 +822,7 @@ class KafkaNamespaceWriter(NamespaceWriter):
 
             consumer.assign(self.tps)
             for tp, s in zip(self.tps, states):
-                consumer.seek(tp, s.end)
+                _seek(consumer, tp, s.end)
             _read_to_end(log, consumer, self.tps, take, "recovering the namespace tail")
             self.states = [_State(*a) for a in acc]
             self.last_hash = last.commit.last_hash if last is not None else b""
@@ -976,7 +995,7 @@ class KafkaSchemaStore:
         c = self.log.consumer()
         try:
             c.assign([tp])
-            c.seek(tp, 0)
+            _seek(c, tp, 0)
             _read_to_end(self.log, c, [tp], take, "loading the schema registry")
         finally:
             _close_quietly(c)
