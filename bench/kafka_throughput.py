@@ -8,7 +8,8 @@ broker. Same ~200-byte TradeTick events as bench/log_throughput.py. Prints, in o
 - tape on Kafka: append (a transaction per group commit) and replay (read + decode);
 - bare kafka-python: producer send+flush and consumer poll of the same value bytes, without tape around them, to
   show how much of the Kafka figure is the client library;
-- bare confluent-kafka the same way, only if it is importable (optional; pip install confluent-kafka).
+- tape on Kafka through confluent-kafka (kafka://…?client=confluent) and bare confluent-kafka the same way, only
+  if it is importable (pip install -e '.[confluent]').
 Ratios compare runs of the same process, which is what counts on a noisy machine.
 """
 from __future__ import annotations
@@ -178,6 +179,17 @@ def main() -> None:
         k_rep = tape_replay(klog, ns, n)
         k_raw = tape_replay(klog, ns, n, decode=False)
         klog.close()
+        c_run = None
+        try:
+            import confluent_kafka  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            clog = Log(KafkaLog(f"kafka://{bootstrap}?client=confluent", timeout=30), catalog)
+            cns = f"bench-{uuid.uuid4().hex[:8]}"
+            c_run = (tape_append(clog, cns, payloads, group), tape_replay(clog, cns, n),
+                     tape_replay(clog, cns, n, decode=False))
+            clog.close()
         b_prod, b_cons = bare_kafka_python(bootstrap, values)
         ck = bare_confluent(bootstrap, values)
 
@@ -192,6 +204,13 @@ def main() -> None:
         print(f"bare kafka-python produce+flush    {n / b_prod:>10,.0f} ev/s   tape append takes {k_app / b_prod:4.2f}x its time")
         print(f"bare kafka-python consume          {n / b_cons:>10,.0f} ev/s   tape records-only replay takes "
               f"{k_raw / b_cons:4.2f}x its time")
+        if c_run is not None:
+            c_app, c_rep, c_raw = c_run
+            print(f"kafka tape on confluent: append    {n / c_app:>10,.0f} ev/s   {k_app / c_app:5.1f}x kafka-python's rate")
+            print(f"kafka tape on confluent: replay    {n / c_rep:>10,.0f} ev/s   {k_rep / c_rep:5.1f}x kafka-python's rate "
+                  f"(read+decode)")
+            print(f"kafka tape on confluent: records   {n / c_raw:>10,.0f} ev/s   {k_raw / c_raw:5.1f}x kafka-python's rate "
+                  f"(records only)")
         if ck is None:
             print("confluent-kafka                    not installed (optional: pip install confluent-kafka)")
         else:

@@ -110,15 +110,21 @@ def _ns() -> str:
     return "t" + uuid.uuid4().hex[:12]
 
 
-@pytest.fixture(params=["file", "kafka"])
+# the Kafka backend on each client library: kafka-python (the default) and confluent-kafka (client=confluent)
+KAFKA_CLIENTS = ["kafka-python", "confluent"]
+
+
+@pytest.fixture(params=["file", "kafka", "kafka-confluent"])
 def store(request, tmp_path: Path):
     if request.param == "file":
         url = f"file:{tmp_path / 'store'}"
         log = Log.open(url)
     else:
         url = f"kafka://{request.getfixturevalue('kafka_bootstrap')}"
+        if request.param == "kafka-confluent":
+            url += "?client=confluent"
         log = Log(KafkaLog(url, timeout=KAFKA_TIMEOUT))
-    yield Store(request.param, url, log, _ns())
+    yield Store(request.param.partition("-")[0], url, log, _ns())
     log.close()
 
 
@@ -446,11 +452,12 @@ def _write_many(log: Log, ns: str, steps: int, per_step: int) -> int:
     return steps * per_step
 
 
+@pytest.mark.parametrize("client", KAFKA_CLIENTS)
 @pytest.mark.parametrize("case", ["killed", "restarted-empty", "killed-while-following"])
-def test_kafka_broker_lost_mid_replay_is_an_error_not_silent_loss(tansu_factory, case: str) -> None:
+def test_kafka_broker_lost_mid_replay_is_an_error_not_silent_loss(tansu_factory, case: str, client: str) -> None:
     broker = tansu_factory()
     # small fetches, so most of the namespace is still on the broker when it goes away
-    log = Log(KafkaLog(f"kafka://{broker.bootstrap}", timeout=3, fetch_bytes=4096))
+    log = Log(KafkaLog(f"kafka://{broker.bootstrap}", timeout=3, fetch_bytes=4096, client=client))
     ns = _ns()
     total = _write_many(log, ns, 20, 100)
     follow = case == "killed-while-following"
@@ -470,9 +477,10 @@ def test_kafka_broker_lost_mid_replay_is_an_error_not_silent_loss(tansu_factory,
     log.close()
 
 
-def test_kafka_producer_errors_are_surfaced(tansu_factory) -> None:
+@pytest.mark.parametrize("client", KAFKA_CLIENTS)
+def test_kafka_producer_errors_are_surfaced(tansu_factory, client: str) -> None:
     broker = tansu_factory()
-    log = Log(KafkaLog(f"kafka://{broker.bootstrap}", timeout=3))
+    log = Log(KafkaLog(f"kafka://{broker.bootstrap}", timeout=3, client=client))
     ns = _ns()
     w = log.writer(ns, timeout=2)
     w.append([trade(1)])
@@ -486,3 +494,25 @@ def test_kafka_producer_errors_are_surfaced(tansu_factory) -> None:
         w.append([trade(3)])
     w.close()
     log.close()
+
+
+def test_kafka_clients_read_each_others_namespaces(kafka_bootstrap: str) -> None:
+    """kafka-python and confluent-kafka write the same records and journal: either reads what the other wrote."""
+    logs = {c: Log(KafkaLog(f"kafka://{kafka_bootstrap}?client={c}", timeout=KAFKA_TIMEOUT)) for c in KAFKA_CLIENTS}
+    try:
+        written = {}
+        for client, log in logs.items():
+            ns = _ns()
+            with log.writer(ns) as w:
+                for s in range(5):
+                    w.append_steps([[trade(s * 10 + j, KEYS[j % 8]), intent(s * 10 + j)] for j in range(10)])
+            written[client] = ns
+        for ns in written.values():
+            a, b = (rows(log, ns) for log in logs.values())
+            assert len(a) == 100 and a == b
+            assert commits(logs["kafka-python"], ns) == commits(logs["confluent"], ns)
+            assert [e.data for e in logs["confluent"].replay(ns, types=["TradeTick"])] == \
+                [e.data for e in logs["kafka-python"].replay(ns, types=["TradeTick"])]
+    finally:
+        for log in logs.values():
+            log.close()
