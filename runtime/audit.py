@@ -54,7 +54,7 @@ class UnknownOrder(TapeError):
 
 
 def human_ns(ns: int | None) -> str:
-    """A duration in ns as people read it: 0, 850 ns, 12.5 µs, 3.2 ms, 60 s."""
+    """A duration in ns as people read it: 0, 850 ns, 12.5 µs, 3.2 ms, 60 s, 13d 20h 48m."""
     if ns is None:
         return ""
     sign, n = ("-", -ns) if ns < 0 else ("", ns)
@@ -65,7 +65,13 @@ def human_ns(ns: int | None) -> str:
     for unit, size in (("µs", 1_000), ("ms", 1_000_000)):
         if n < size * 1_000:
             return f"{sign}{_trim(n / size)} {unit}"
-    return f"{sign}{_trim(n / 1_000_000_000)} s"
+    if n <= 60_000_000_000:
+        return f"{sign}{_trim(n / 1_000_000_000)} s"
+    seconds = n // 1_000_000_000
+    parts = [(seconds // 86400, "d"), (seconds // 3600 % 24, "h"), (seconds // 60 % 60, "m"), (seconds % 60, "s")]
+    while parts and parts[0][0] == 0:
+        parts.pop(0)
+    return sign + " ".join(f"{v}{u}" for v, u in parts[:3] if v)
 
 
 def _trim(x: float) -> str:

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from eventstore.errors import TapeError
 
+from .audit import human_ns
 from .cli import _console, _parse_time_opt, _state, _table, _time, app
 from .research import SNAPSHOT_EVERY, BacktestSpec, run_backtest
 from .runs import list_runs, run_report
@@ -90,7 +91,10 @@ def _print_report(report: dict[str, Any]) -> None:
                   f"{' '.join(f'{k}={v}' for k, v in sorted(report['params'].items()))}")
     table = _table("statistic", "value", right=("value",))
     for key, value in report["statistics"].items():
-        table.add_row(key, _fmt(value))
+        if key.endswith("_ns") and isinstance(value, int):  # durations read as durations; --json keeps the ns
+            table.add_row(key[:-3], human_ns(value))
+        else:
+            table.add_row(key, _fmt(value))
     console.print(table)
     console.print(f"{len(report['round_trips'])} round trips; events in {report['events_in']:,}, "
                   f"events written {report['events_out']:,}")

@@ -149,6 +149,8 @@ def test_unknown_order_is_one_line_naming_it(runs: Path) -> None:
 def test_human_latency() -> None:
     assert [human_ns(x) for x in (0, 850, 12_500, 3_200_000, 60_000_000_000, -1500)] == \
         ["0", "850 ns", "12.5 µs", "3.2 ms", "60 s", "-1.5 µs"]
+    assert [human_ns(x * 1_000_000_000) for x in (61, 3600, 90061, 1_198_080)] == \
+        ["1m 1s", "1h", "1d 1h 1m", "13d 20h 48m"]
 
 
 # ---- audit trades ------------------------------------------------------------------------------------------
