@@ -39,6 +39,9 @@ _LOG.propagate = False
 _FENCED = {CKError._FENCED, CKError.PRODUCER_FENCED, CKError.INVALID_PRODUCER_EPOCH}
 _TIMEOUTS = {CKError._TIMED_OUT, CKError._MSG_TIMED_OUT, CKError._ALL_BROKERS_DOWN, CKError._TRANSPORT,
              CKError.REQUEST_TIMED_OUT}
+# consumer events librdkafka recovers from on its own (a lost connection, a broker restarting)
+_TRANSIENT = {CKError._TRANSPORT, CKError._ALL_BROKERS_DOWN, CKError._RESOLVE, CKError._TIMED_OUT,
+              CKError.REQUEST_TIMED_OUT, CKError.NOT_LEADER_FOR_PARTITION, CKError.LEADER_NOT_AVAILABLE}
 _OUT_OF_RANGE = {CKError.OFFSET_OUT_OF_RANGE, CKError._AUTO_OFFSET_RESET}
 
 
@@ -305,8 +308,12 @@ class Consumer:
             err = m.error()
             tp = TopicPartition(m.topic(), m.partition())
             if err is not None:
-                if err.code() == CKError._PARTITION_EOF:
+                code = err.code()
+                if code == CKError._PARTITION_EOF:
                     self._hw[tp] = self._pos[tp] = m.offset()
+                    continue
+                if code in _TRANSIENT and not err.fatal():
+                    # librdkafka reconnects by itself; the backend's own deadlines decide when silence is an error
                     continue
                 raise _kerr(err, f"fetching {m.topic()}[{m.partition()}]")
             rec = _Record(m)
