@@ -146,11 +146,13 @@ class Engine:
             self.emit(name, data, ts, source=data.get("_source", "input"))
         else:
             self.state.apply(name, data, ts)
-            self._routing.append((name, data, ts, event_id))
             self.inputs += 1
             self.last_input = event_id
             if ts > self.max_ts:
                 self.max_ts = ts
+            # the routing queue is empty between steps: route the input at once (the order _drain would give)
+            self._cause = event_id
+            self._route(name, data, ts, event_id)
         self._drain()
         released = self.queue.release_due(self.now)
         if released:
