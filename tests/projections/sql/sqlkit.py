@@ -176,7 +176,10 @@ def dump(engine: sa.Engine, ns: str) -> dict[str, list[tuple]]:
     from projections.sql import models as m
 
     out: dict[str, list[tuple]] = {}
-    with engine.connect() as conn:
+    # one snapshot for every table: a commit landing between two SELECTs (a killed projector's last COMMIT can
+    # still be on its way) must not show rows of one checkpoint next to the checkpoint row of another
+    level = "REPEATABLE READ" if engine.dialect.name == "postgresql" else "SERIALIZABLE"
+    with engine.connect().execution_options(isolation_level=level) as conn, conn.begin():
         for table in (*m.READ_MODEL_TABLES, m.checkpoint):
             cols = [c for c in table.c if c.name != "namespace"]
             pk = [c for c in table.primary_key.columns if c.name != "namespace"]
