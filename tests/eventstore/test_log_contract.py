@@ -303,7 +303,7 @@ def test_follow_mode_delivers_new_steps_in_order(store: Store) -> None:
         w.close()
     assert not errors, errors
     assert got == list(range(1, 66))
-    assert latency < 2.0
+    assert latency < 5.0  # a tail, not a batch job: a new step arrives in well under the broker timeout
 
 
 def test_second_writer_is_refused_or_fences_the_first(store: Store) -> None:
