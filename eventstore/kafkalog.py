@@ -1,4 +1,5 @@
-"""The Kafka backend (kafka://HOST:PORT[,HOST:PORT]): the file log's model on Kafka topics, through kafka-python.
+"""The Kafka backend (kafka://HOST:PORT[,HOST:PORT]): the file log's model on Kafka topics, through kafka-python
+(or confluent-kafka with ?client=confluent, eventstore/rdkafka.py).
 
 Layout of a namespace NS:
 

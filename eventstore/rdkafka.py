@@ -106,7 +106,7 @@ class _Future:
         self.exception: Exception | None = None
         self._producer = producer
 
-    def __call__(self, err: Any, msg: Any) -> None:  # on_delivery: must not raise (librdkafka's thread calls it)
+    def __call__(self, err: Any, msg: Any) -> None:  # on_delivery, run inside poll()/flush(): must not raise
         try:
             if err is not None:
                 self.exception = _kerr(err, "delivering a record")
