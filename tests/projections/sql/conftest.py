@@ -1,7 +1,8 @@
 """Databases for the read-model tests: a SQLite file and a fresh schema on the real PostgreSQL server.
 
-PostgreSQL comes from TAPE_TEST_PG_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/test). When no
-server answers, its tests skip with one line, unless TAPE_REQUIRE_SERVICES=1 (CI), where they fail.
+PostgreSQL comes from TAPE_TEST_PG_URL; else the server at postgresql+psycopg://postgres@127.0.0.1:5432/test when
+it answers; else testcontainers' PostgreSQL when a Docker engine answers. When none does, its tests skip with one
+line, unless TAPE_REQUIRE_SERVICES=1 (CI), where they fail.
 """
 from __future__ import annotations
 
@@ -18,13 +19,12 @@ PG_URL = os.environ.get("TAPE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0
 DBS = ("sqlite", "postgresql")
 
 
-@pytest.fixture(scope="session")
-def pg_problem() -> str | None:
-    """None when the PostgreSQL server answers, else why not (one line)."""
+def _probe(url: str) -> str | None:
+    """None when the PostgreSQL server at url answers, else why not (one line)."""
     import sqlalchemy as sa
 
     try:
-        engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3}, poolclass=sa.pool.NullPool)
+        engine = sa.create_engine(url, connect_args={"connect_timeout": 3}, poolclass=sa.pool.NullPool)
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
         engine.dispose()
@@ -34,10 +34,33 @@ def pg_problem() -> str | None:
         return text[0] if text else type(e).__name__
 
 
-def need_pg(problem: str | None) -> None:
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        return bool(docker.from_env(timeout=3).ping())
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """(URL, None) of a PostgreSQL server that answers, or (URL, why not) when none does."""
+    problem = _probe(PG_URL)
+    if problem is None or os.environ.get("TAPE_TEST_PG_URL") or not _docker_answers():
+        yield PG_URL, problem
+        return
+    from testcontainers.postgres import PostgresContainer
+
+    with PostgresContainer("postgres:16-alpine", driver="psycopg") as pg:
+        url = pg.get_connection_url()
+        yield url, _probe(url)
+
+
+def need_pg(problem: str | None, url: str = PG_URL) -> None:
     if problem is None:
         return
-    message = f"PostgreSQL at {PG_URL} does not answer: {problem}"
+    message = f"PostgreSQL at {url} does not answer: {problem}"
     if os.environ.get("TAPE_REQUIRE_SERVICES") == "1":
         pytest.fail(f"{message} (TAPE_REQUIRE_SERVICES=1)", pytrace=False)
     pytest.skip(message)
@@ -46,7 +69,8 @@ def need_pg(problem: str | None) -> None:
 class PgSchemas:
     """Fresh schemas on the server, each reached through a URL whose search_path is that schema."""
 
-    def __init__(self) -> None:
+    def __init__(self, url: str = PG_URL) -> None:
+        self.url = url
         self.made: list[str] = []
 
     def new(self) -> str:
@@ -54,18 +78,18 @@ class PgSchemas:
         from sqlalchemy.engine import make_url
 
         name = f"tape_t_{uuid.uuid4().hex[:12]}"
-        engine = sa.create_engine(PG_URL, poolclass=sa.pool.NullPool)
+        engine = sa.create_engine(self.url, poolclass=sa.pool.NullPool)
         with engine.begin() as conn:
             conn.execute(sa.text(f'CREATE SCHEMA "{name}"'))
         engine.dispose()
         self.made.append(name)
-        url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={name}"})
+        url = make_url(self.url).update_query_dict({"options": f"-csearch_path={name}"})
         return url.render_as_string(hide_password=False)
 
     def drop(self) -> None:
         import sqlalchemy as sa
 
-        engine = sa.create_engine(PG_URL, poolclass=sa.pool.NullPool)
+        engine = sa.create_engine(self.url, poolclass=sa.pool.NullPool)
         with engine.begin() as conn:
             for name in self.made:
                 conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
@@ -73,17 +97,18 @@ class PgSchemas:
 
 
 @pytest.fixture
-def new_db_url(db_kind: str, tmp_path: Path, pg_problem):
+def new_db_url(db_kind: str, tmp_path: Path, pg_server):
     """A factory of empty databases of the parametrized kind (`db_kind`): call it for each database needed."""
     kind = db_kind
-    schemas = PgSchemas()
+    pg_url, pg_problem = pg_server
+    schemas = PgSchemas(pg_url)
     count = [0]
 
     def make() -> str:
         count[0] += 1
         if kind == "sqlite":
             return f"sqlite:///{tmp_path / f'read{count[0]}.sqlite'}"
-        need_pg(pg_problem)
+        need_pg(pg_problem, pg_url)
         return schemas.new()
 
     yield make
