@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import json
-from decimal import Context
+from decimal import Context, Decimal, InvalidOperation, Rounded
 from io import BytesIO
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, NamedTuple, Protocol
 
 from fastavro import schemaless_reader, schemaless_writer
 from fastavro.schema import parse_schema
@@ -134,18 +134,26 @@ class Codec:
         return fn(value)
 
 
-def _raw_decimal_reader(writer: dict[str, Any]) -> Callable[[bytes], dict[str, Any]] | None:
-    """A faster decoder for records whose decimals are all top-level fields, or None when some are nested.
+class RawDecimals(NamedTuple):
+    """A record schema with its top-level decimal fields as plain bytes, and those fields."""
 
-    fastavro converts each decimal through a generic logical-type hook (about 1 µs each, half a bar's decode);
-    reading those fields as plain bytes and converting them here gives the same Decimal, digit for digit and
-    exponent for exponent (the same context of the field's precision, the same scaleb).
+    parsed: Any  # the parsed schema, decimals as bytes
+    fields: tuple[tuple[str, int, Context], ...]  # (name, scale, context of the field's precision)
+    exact: tuple[tuple[str, int, Context], ...]  # the same with a context that refuses to round (for encoding)
+
+
+def raw_decimals(schema: dict[str, Any]) -> RawDecimals | None:
+    """The fast form of a record whose decimals are all top-level fields, or None when some are nested.
+
+    fastavro converts each decimal through a generic logical-type hook (about 1 µs each way, half a bar's decode);
+    reading and writing those fields as plain bytes and converting them here gives the same Decimal, and the same
+    bytes, as fastavro: the same context of the field's precision, the same scaleb, the same byte length.
     """
-    fields = writer.get("fields") if writer.get("type") == "record" else None
+    fields = schema.get("fields") if schema.get("type") == "record" else None
     if not fields:
         return None
     plain: list[dict[str, Any]] = []
-    decimals: list[tuple[str, int, Context]] = []
+    decimals: list[tuple[str, int, int]] = []
     for f in fields:
         t = f["type"]
         branches = t if isinstance(t, list) else [t]
@@ -157,17 +165,40 @@ def _raw_decimal_reader(writer: dict[str, Any]) -> Callable[[bytes], dict[str, A
             d = found[0]
             bare = {k: v for k, v in d.items() if k not in ("logicalType", "precision", "scale")}
             f = {**f, "type": [bare if b is d else b for b in branches] if isinstance(t, list) else bare}
-            decimals.append((f["name"], int(d.get("scale", 0)), Context(prec=int(d["precision"]))))
+            decimals.append((f["name"], int(d.get("scale", 0)), int(d["precision"])))
         elif '"decimal"' in json.dumps(t):
             return None  # a decimal inside a nested record, array or map: fastavro's own path
         plain.append(f)
     if not decimals:
         return None
-    parsed = parse_schema({**writer, "fields": plain}, _force=True)
-    from_bytes = int.from_bytes
-    specs = tuple(decimals)
+    return RawDecimals(
+        parse_schema({**schema, "fields": plain}, _force=True),
+        tuple((n, scale, Context(prec=p)) for n, scale, p in decimals),
+        tuple((n, scale, Context(prec=p, traps=[Rounded, InvalidOperation])) for n, scale, p in decimals),
+    )
 
-    def decode(value: bytes, _w=parsed, _specs=specs, _reader=schemaless_reader) -> dict[str, Any]:
+
+def unscaled_bytes(value: Decimal, scale: int, exact: Context) -> bytes:
+    """fastavro's bytes for a decimal field: the unscaled integer, big-endian, in (bit_length + 8) // 8 bytes.
+
+    Refuses (ArithmeticError / ValueError) what fastavro refuses: more places than the scale, more digits than the
+    precision, NaN and infinities.
+    """
+    q = value.scaleb(scale, exact)
+    i = int(q)
+    if i != q:
+        raise ValueError(f"{value} has more than {scale} decimal places")
+    return i.to_bytes((i.bit_length() + 8) // 8, "big", signed=True)
+
+
+def _raw_decimal_reader(writer: dict[str, Any]) -> Callable[[bytes], dict[str, Any]] | None:
+    """The decoder of raw_decimals(writer), or None when it has no fast form."""
+    raw = raw_decimals(writer)
+    if raw is None:
+        return None
+    from_bytes = int.from_bytes
+
+    def decode(value: bytes, _w=raw.parsed, _specs=raw.fields, _reader=schemaless_reader) -> dict[str, Any]:
         d = _reader(BytesIO(value[10:]), _w, None)
         for name, scale, ctx in _specs:
             v = d[name]

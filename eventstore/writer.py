@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from decimal import Decimal
 from io import BytesIO
 from typing import Any, Callable, Iterable, Sequence
 
@@ -12,7 +13,7 @@ from kafka.partitioner.default import murmur2
 from .backend import Commit, NamespaceWriter
 from .batch import Record
 from .catalog import Catalog, EventType
-from .codec import Registry
+from .codec import Registry, raw_decimals, unscaled_bytes
 from .errors import SchemaError, TapeError
 
 
@@ -52,7 +53,8 @@ class Writer:
         self.catalog = catalog
         self.registry = registry
         self.clock = clock
-        self._types: dict[str, tuple[EventType, bytes, int]] = {}
+        # per type: (event type, type name bytes, partitions, parsed schema to write with, decimal fields to convert)
+        self._types: dict[str, tuple[EventType, bytes, int, Any, tuple]] = {}
         self._buf = BytesIO()
 
     @property
@@ -63,12 +65,15 @@ class Writer:
     def last_hash(self) -> bytes:
         return self.backend.last_hash
 
-    def _type(self, name: str) -> tuple[EventType, bytes, int]:
+    def _type(self, name: str) -> tuple[EventType, bytes, int, Any, tuple]:
         hit = self._types.get(name)
         if hit is None:
             et = self.catalog.get(name)
             self.registry.register(et)
-            hit = self._types[name] = self._types[et.full_name] = (et, et.full_name.encode(), self.backend.partitions[et.topic])
+            raw = raw_decimals(et.schema)  # top-level decimals converted here: the same bytes, a third faster
+            parsed, decimals = (et.parsed, ()) if raw is None else (raw.parsed, raw.exact)
+            hit = self._types[name] = self._types[et.full_name] = (
+                et, et.full_name.encode(), self.backend.partitions[et.topic], parsed, decimals)
         return hit
 
     def append(self, drafts: Sequence[Draft]) -> int:
@@ -95,7 +100,7 @@ class Writer:
                 hit = types.get(d.type)
                 if hit is None:
                     hit = self._type(d.type)
-                et, type_b, nparts = hit
+                et, type_b, nparts, parsed, decimals = hit
                 ts_init = d.ts_init
                 if ts_init is None:
                     ts_init = clock() if clock is not None else d.ts_event
@@ -115,7 +120,13 @@ class Writer:
                 truncate()
                 write(et.prefix)
                 try:
-                    schemaless_writer(buf, et.parsed, record)
+                    if decimals:
+                        record = record.copy()  # the payload stays as the author made it (state may hold it)
+                        for name, scale, exact in decimals:
+                            v = record.get(name)
+                            if isinstance(v, Decimal):
+                                record[name] = unscaled_bytes(v, scale, exact)
+                    schemaless_writer(buf, parsed, record)
                 except Exception as e:  # fastavro raises ValueError/TypeError/KeyError on mismatches
                     raise SchemaError(f"{et.name} (seq {seq}): event does not match its schema ({e!r}); fix its fields") from None
                 value = getvalue()
