@@ -1,14 +1,14 @@
 """The confluent-kafka (librdkafka) transport of the Kafka backend: kafka://…?client=confluent.
 
 kafka-python is tape's default client; on the benchmark machine its per-record Python work is about half of tape's
-Kafka append time, and bare confluent-kafka produces 2.2x and consumes 5.5x faster (bench/kafka_throughput.py).
+Kafka append time, and bare confluent-kafka produces about 4x and consumes about 7x faster (bench/kafka_throughput.py).
 This module gives the Kafka backend the small part of kafka-python's producer and consumer API it uses, on top of
 confluent-kafka, so kafkalog.py runs unchanged on either client and the contract suite covers both:
 
 - Producer: send() → a future with .is_done/.failed()/.exception/.value.offset/.get(); flush(); the transactional
   calls; close(). Errors come out as kafka-python's exception classes, so the backend maps them the same way.
-- Consumer: assign() + seek() (a seek re-assigns, which librdkafka allows at any moment), poll() returning
-  {TopicPartition: [messages]}, position(), highwater(), end_offsets(), close().
+- Consumer: assign() + seek() (librdkafka's seek on a partition it fetches already, else an incremental assign),
+  poll() returning {TopicPartition: [messages]}, position(), highwater(), end_offsets(), close().
 
 highwater() is the offset of the last end-of-partition event since the last seek (enable.partition.eof): the
 broker's high watermark at the moment this consumer caught up with it, which is what kafka-python's Fetch-response
@@ -144,10 +144,8 @@ class Producer:
             cfg["transaction.timeout.ms"] = transaction_timeout_ms or 60_000
         self.timeout = timeout_ms / 1000
         self._transactional = transactional_id is not None
-        try:
+        with _guard("creating a producer"):
             self._p = ck.Producer(cfg)
-        except ck.KafkaException as e:
-            _raise(e, "creating a producer")
 
     def send(self, topic: str, value: bytes | None = None, key: bytes | None = None, partition: int | None = None,
              timestamp_ms: int | None = None, headers: list[tuple[str, bytes]] | None = None) -> _Future:
@@ -155,16 +153,15 @@ class Producer:
         p = self._p
         while True:
             try:
-                if partition is None:
-                    p.produce(topic, value, key, on_delivery=f, timestamp=timestamp_ms or 0, headers=headers)
-                else:
-                    p.produce(topic, value, key, partition, on_delivery=f, timestamp=timestamp_ms or 0,
-                              headers=headers)
+                with _guard(f"producing to {topic}"):
+                    if partition is None:
+                        p.produce(topic, value, key, on_delivery=f, timestamp=timestamp_ms or 0, headers=headers)
+                    else:
+                        p.produce(topic, value, key, partition, on_delivery=f, timestamp=timestamp_ms or 0,
+                                  headers=headers)
                 return f
             except BufferError:  # the local queue is full: serve delivery reports, then retry
                 self._call(p.poll, f"producing to {topic}", 0.05)
-            except (ck.KafkaException, SystemError) as e:
-                _raise(e, f"producing to {topic}")
 
     def flush(self, timeout: float | None = None) -> None:
         left = self._call(self._p.flush, "delivering records", self.timeout if timeout is None else timeout)
@@ -206,9 +203,9 @@ class _Record:
 
     __slots__ = ("topic", "partition", "offset", "key", "value", "headers", "timestamp")
 
-    def __init__(self, m: Any):
-        self.topic = m.topic()
-        self.partition = m.partition()
+    def __init__(self, m: Any, topic: str, partition: int):
+        self.topic = topic
+        self.partition = partition
         self.offset = m.offset()
         self.key = m.key()
         self.value = m.value()
@@ -239,10 +236,8 @@ class Consumer:
             "fetch.queue.backoff.ms": 5, "fetch.error.backoff.ms": 50,
         })
         self.timeout = timeout_ms / 1000
-        try:
+        with _guard("creating a consumer"):
             self._c = ck.Consumer(cfg)
-        except ck.KafkaException as e:
-            _raise(e, "creating a consumer")
         self._assigned: list[Any] = []
         self._pos: dict[Any, int] = {}
         self._hw: dict[Any, int] = {}
@@ -294,19 +289,20 @@ class Consumer:
     def poll(self, timeout_ms: int = 0, max_records: int = 500) -> dict[Any, list[_Record]]:
         """What has arrived, up to max_records; waits up to timeout_ms only while nothing has."""
         c = self._c
-        try:
+        with _guard("fetching"):
             got = c.consume(max_records, 0)
             if not got and timeout_ms > 0:
                 first = c.poll(timeout_ms / 1000)
                 got = [first] if first is not None else []
                 if got and max_records > 1:
                     got += c.consume(max_records - 1, 0)
-        except (ck.KafkaException, SystemError) as e:
-            _raise(e, "fetching")
         out: dict[Any, list[_Record]] = {}
+        tp = None
         for m in got:
             err = m.error()
-            tp = TopicPartition(m.topic(), m.partition())
+            topic, partition = m.topic(), m.partition()
+            if tp is None or tp.partition != partition or tp.topic != topic:  # a poll is mostly one partition
+                tp = TopicPartition(topic, partition)
             if err is not None:
                 code = err.code()
                 if code == CKError._PARTITION_EOF:
@@ -316,7 +312,7 @@ class Consumer:
                     # librdkafka reconnects by itself; the backend's own deadlines decide when silence is an error
                     continue
                 raise _kerr(err, f"fetching {m.topic()}[{m.partition()}]")
-            rec = _Record(m)
+            rec = _Record(m, topic, partition)
             self._pos[tp] = rec.offset + 1
             lst = out.get(tp)
             if lst is None:
@@ -335,10 +331,8 @@ class Consumer:
         timeout = self.timeout if timeout_ms is None else timeout_ms / 1000
         out = {}
         for tp in tps:
-            try:
+            with _guard(f"listing offsets of {tp.topic}[{tp.partition}]"):
                 _low, high = self._c.get_watermark_offsets(ck.TopicPartition(tp.topic, tp.partition), timeout)
-            except ck.KafkaException as e:
-                _raise(e, f"listing offsets of {tp.topic}[{tp.partition}]")
             out[tp] = high
         return out
 
