@@ -1,8 +1,5 @@
-"""User-facing errors: each one line that names the thing and the fix."""
-
-
-class TapeError(Exception):
-    """Base of every error the CLI reports as one line instead of a traceback."""
+"""The log's errors: each one line that names the thing and the fix."""
+from schemas.errors import TapeError
 
 
 class StoreError(TapeError):

@@ -10,6 +10,8 @@ from typing import Any, Callable, Iterable, Sequence
 from fastavro import schemaless_writer
 from kafka.partitioner.default import murmur2
 
+from schemas.ids import event_id
+
 from .backend import Commit, NamespaceWriter
 from .batch import Record
 from .catalog import Catalog, EventType
@@ -36,11 +38,6 @@ def partition_for(key: bytes, partitions: int) -> int:
     if partitions == 1:
         return 0
     return (murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-def event_id(namespace: str, seq: int) -> str:
-    """Deterministic, readable event id: a re-run of the same inputs produces the same ids."""
-    return f"{namespace}:{seq}"
 
 
 class Writer:
@@ -106,7 +103,7 @@ class Writer:
                     ts_init = clock() if clock is not None else d.ts_event
                 record = d.payload
                 record["envelope"] = {
-                    "event_id": f"{ns}:{seq}",
+                    "event_id": event_id(ns, seq),
                     "seq": seq,
                     "ts_event": d.ts_event,
                     "ts_init": ts_init,

@@ -29,11 +29,12 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any, Iterable
 
-from eventstore.errors import TapeError
+from schemas.errors import TapeError
+from schemas.names import ENDINGS
 
 NS = 1_000_000_000
 QUEUE_KEYS = ("venue", "rate_per_second", "burst")
-TERMINAL = frozenset({"OrderCanceled", "OrderRejected", "OrderExpired"})
+TERMINAL = frozenset(ENDINGS)
 
 
 class QueueConfigError(TapeError):

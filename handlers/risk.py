@@ -41,16 +41,13 @@ import difflib
 import json
 import tomllib
 from dataclasses import dataclass
-from decimal import Context, Decimal, InvalidOperation, ROUND_HALF_EVEN, localcontext
+from decimal import Decimal, InvalidOperation, localcontext
 from pathlib import Path
 from typing import Any, ClassVar
 
-from eventstore.errors import TapeError
-
-_CTX = Context(prec=60, rounding=ROUND_HALF_EVEN)
-_ZERO = Decimal(0)
-_ONE = Decimal(1)
-RATE_MEMORY = 1000  # projections.risk.RATE_MEMORY: timestamps the state keeps for order_rate
+from projections.risk import RATE_MEMORY
+from schemas.decimals import ARITHMETIC as _CTX, ONE as _ONE, Q18, ZERO as _ZERO, text
+from schemas.errors import TapeError
 
 RULE_ORDER = ("trading_state", "allowed_instruments", "unknown_instrument", "invalid_order", "quantity_precision",
               "price_precision", "min_quantity", "instrument_max_quantity", "last_price", "min_notional",
@@ -73,14 +70,6 @@ class Rejection:
     limit: str
     value: str
     reason: str
-
-
-def fmt(x: Any) -> str:
-    """Exact decimal text without exponent (Decimal('1.50E+3') → '1500'); other values as str."""
-    if isinstance(x, Decimal):
-        with localcontext(_CTX):
-            return format(x.normalize(), "f")
-    return str(x)
 
 
 # ---- order arithmetic shared by the rules ---------------------------------------------------------------------
@@ -125,7 +114,7 @@ class RiskRule:
         raise NotImplementedError
 
     def reject(self, limit: Any, value: Any, reason: str) -> Rejection:
-        return Rejection(self.name, fmt(limit), fmt(value), reason)
+        return Rejection(self.name, text(limit), text(value), reason)
 
 
 class TradingStateRule(RiskRule):
@@ -142,7 +131,7 @@ class TradingStateRule(RiskRule):
             if reduces(pos, after):
                 return None
             return self.reject(ts, after, f"trading is REDUCING: the order would take the position from "
-                                          f"{fmt(pos)} to {fmt(after)}, which does not reduce it")
+                                          f"{text(pos)} to {text(after)}, which does not reduce it")
         pos, after = position_after(intent, state)
         return self.reject(ts, after, f"trading is {ts}: no new orders")
 
@@ -177,7 +166,7 @@ class InvalidOrderRule(RiskRule):
     def check(self, intent, state, now):
         qty = intent["quantity"]
         if not qty > 0:
-            return self.reject(_ZERO, qty, f"quantity {fmt(qty)} is not positive")
+            return self.reject(_ZERO, qty, f"quantity {text(qty)} is not positive")
         t = intent["order_type"]
         for field, needed in (("price", t in ("LIMIT", "STOP_LIMIT")),
                               ("trigger_price", t in ("STOP_MARKET", "STOP_LIMIT"))):
@@ -185,7 +174,7 @@ class InvalidOrderRule(RiskRule):
             if needed and p is None:
                 return self.reject("required", "none", f"a {t} order needs a {field}")
             if p is not None and not p > 0:
-                return self.reject(_ZERO, p, f"{field} {fmt(p)} is not positive")
+                return self.reject(_ZERO, p, f"{field} {text(p)} is not positive")
         return None
 
 
@@ -196,7 +185,7 @@ class QuantityPrecisionRule(RiskRule):
         inc = state.market.instruments[intent["instrument_id"]].size_increment
         qty = intent["quantity"]
         if inc > 0 and _CTX.remainder(qty, inc) != 0:
-            return self.reject(inc, qty, f"quantity {fmt(qty)} is not a multiple of the size increment {fmt(inc)}")
+            return self.reject(inc, qty, f"quantity {text(qty)} is not a multiple of the size increment {text(inc)}")
         return None
 
 
@@ -210,7 +199,7 @@ class PricePrecisionRule(RiskRule):
         for field in ("price", "trigger_price"):
             p = intent.get(field)
             if p is not None and _CTX.remainder(p, inc) != 0:
-                return self.reject(inc, p, f"{field} {fmt(p)} is not a multiple of the price increment {fmt(inc)}")
+                return self.reject(inc, p, f"{field} {text(p)} is not a multiple of the price increment {text(inc)}")
         return None
 
 
@@ -221,7 +210,7 @@ class MinQuantityRule(RiskRule):
         lim = state.market.instruments[intent["instrument_id"]].min_quantity
         qty = intent["quantity"]
         if lim is not None and qty < lim:
-            return self.reject(lim, qty, f"quantity {fmt(qty)} is below the instrument's minimum {fmt(lim)}")
+            return self.reject(lim, qty, f"quantity {text(qty)} is below the instrument's minimum {text(lim)}")
         return None
 
 
@@ -232,7 +221,7 @@ class InstrumentMaxQuantityRule(RiskRule):
         lim = state.market.instruments[intent["instrument_id"]].max_quantity
         qty = intent["quantity"]
         if lim is not None and qty > lim:
-            return self.reject(lim, qty, f"quantity {fmt(qty)} is above the instrument's maximum {fmt(lim)}")
+            return self.reject(lim, qty, f"quantity {text(qty)} is above the instrument's maximum {text(lim)}")
         return None
 
 
@@ -264,8 +253,8 @@ class MinNotionalRule(RiskRule):
             return None  # a market order before any price: the venue judges it
         notional = intent["quantity"] * px * inst.multiplier
         if notional < lim:
-            return self.reject(lim, notional, f"order value {fmt(notional)} is below the instrument's minimum "
-                                              f"notional {fmt(lim)}")
+            return self.reject(lim, notional, f"order value {text(notional)} is below the instrument's minimum "
+                                              f"notional {text(lim)}")
         return None
 
 
@@ -286,11 +275,11 @@ class PriceBandRule(RiskRule):
             if p is None:
                 continue
             if p > hi:
-                return self.reject(hi, p, f"{field} {fmt(p)} is more than {fmt(self.band)} above the last price "
-                                          f"{fmt(last)}")
+                return self.reject(hi, p, f"{field} {text(p)} is more than {text(self.band)} above the last price "
+                                          f"{text(last)}")
             if p < lo:
-                return self.reject(lo, p, f"{field} {fmt(p)} is more than {fmt(self.band)} below the last price "
-                                          f"{fmt(last)}")
+                return self.reject(lo, p, f"{field} {text(p)} is more than {text(self.band)} below the last price "
+                                          f"{text(last)}")
         return None
 
 
@@ -303,7 +292,7 @@ class MaxOrderQuantityRule(RiskRule):
     def check(self, intent, state, now):
         qty = intent["quantity"]
         if qty > self.limit:
-            return self.reject(self.limit, qty, f"quantity {fmt(qty)} exceeds the limit {fmt(self.limit)}")
+            return self.reject(self.limit, qty, f"quantity {text(qty)} exceeds the limit {text(self.limit)}")
         return None
 
 
@@ -320,8 +309,8 @@ class MaxOrderNotionalRule(RiskRule):
             return None  # unreachable: the last_price rule runs first
         notional = intent["quantity"] * px * state.market.instruments[iid].multiplier
         if notional > self.limit:
-            return self.reject(self.limit, notional, f"order value {fmt(notional)} exceeds the limit "
-                                                     f"{fmt(self.limit)}")
+            return self.reject(self.limit, notional, f"order value {text(notional)} exceeds the limit "
+                                                     f"{text(self.limit)}")
         return None
 
 
@@ -341,8 +330,8 @@ class MaxPositionRule(RiskRule):
         pos, after = position_after(intent, state)
         if abs(after) <= lim or reduces(pos, after):
             return None
-        return self.reject(lim, abs(after), f"position {fmt(pos)} would become {fmt(after)} with this and the "
-                                            f"open orders on its side; the limit is ±{fmt(lim)}")
+        return self.reject(lim, abs(after), f"position {text(pos)} would become {text(after)} with this and the "
+                                            f"open orders on its side; the limit is ±{text(lim)}")
 
 
 class MaxGrossExposureRule(RiskRule):
@@ -366,8 +355,8 @@ class MaxGrossExposureRule(RiskRule):
         projected = gross + (abs(after) - abs(pos)) * mark * inst.multiplier
         if projected <= self.limit:
             return None
-        return self.reject(self.limit, projected, f"gross exposure {fmt(gross)} would become {fmt(projected)} "
-                                                  f"{inst.settlement_currency}; the limit is {fmt(self.limit)}")
+        return self.reject(self.limit, projected, f"gross exposure {text(gross)} would become {text(projected)} "
+                                                  f"{inst.settlement_currency}; the limit is {text(self.limit)}")
 
 
 class MaxOpenOrdersRule(RiskRule):
@@ -550,7 +539,7 @@ def build_rules(limits: RiskLimits) -> list[RiskRule]:
     if L.max_open_orders is not None:
         rules.append(MaxOpenOrdersRule(L.max_open_orders))
     if L.order_rate is not None:
-        rules.append(OrderRateRule(L.order_rate, int(L.order_rate_window * 1_000_000_000), fmt(L.order_rate_window)))
+        rules.append(OrderRateRule(L.order_rate, int(L.order_rate_window * 1_000_000_000), text(L.order_rate_window)))
     return rules
 
 
@@ -602,11 +591,11 @@ class RiskEngine:
             return []
         with localcontext(_CTX):
             if loss:
-                reason = (f"daily_loss_limit: equity {fmt(equity)} is {fmt(start - equity)} below the day's start "
-                          f"{fmt(start)}; the limit is {fmt(L.daily_loss_limit)}")
+                reason = (f"daily_loss_limit: equity {text(equity)} is {text(start - equity)} below the day's start "
+                          f"{text(start)}; the limit is {text(L.daily_loss_limit)}")
             else:
-                dd = ((peak - equity) / peak).quantize(Decimal(1).scaleb(-18))
-                reason = (f"max_drawdown: equity {fmt(equity)} is {fmt(dd)} below the peak {fmt(peak)}; the limit "
-                          f"is {fmt(L.max_drawdown)}")
+                dd = ((peak - equity) / peak).quantize(Q18)
+                reason = (f"max_drawdown: equity {text(equity)} is {text(dd)} below the peak {text(peak)}; the limit "
+                          f"is {text(L.max_drawdown)}")
         return [("TradingStateChanged", {"state": "HALTED", "previous": r.trading_state, "reason": reason,
                                          "incident_id": None})]

@@ -100,17 +100,16 @@ from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal, InvalidOpera
 from pathlib import Path
 from typing import Any
 
-from eventstore.errors import TapeError
+from projections.accounting import Position, book_fill
+from schemas.decimals import ARITHMETIC as _CTX, ONE as _ONE, Q18, ZERO as _ZERO, exact_text, q18
+from schemas.errors import TapeError
+from schemas.names import PRICES
 
 from .fills import MAKER, STOPS, TAKER, Plan, bar_path, plan_fill
 
-Q18 = Decimal(1).scaleb(-18)
 DAY_NS = 86_400 * 1_000_000_000
-_CTX = Context(prec=60, rounding=ROUND_HALF_EVEN)
-_ZERO = Decimal(0)
-_ONE = Decimal(1)
 _DEFAULT_BALANCE = Decimal(1_000_000)
-_MARKET = frozenset({"Bar", "TradeTick", "QuoteTick"})
+_MARKET = frozenset(PRICES)
 _ARRIVE, _EXPIRE = 0, 1  # ranks in the timed heap: at one instant arrivals run before expiries
 
 PENDING, WORKING = "PENDING", "WORKING"
@@ -305,7 +304,7 @@ class SimulatedVenue:
         self.name = self.config.name
         self.state = state
         self.balances: dict[str, Decimal] = {}
-        self.positions: dict[str, list[Decimal]] = {}  # iid → [signed quantity, average price]
+        self.positions: dict[str, Position] = {}  # the venue's own netting positions, from its own fills
         self._instruments = state.market.instruments
         self._same_close = self.config.market_fill == "same_close"
         self._participation = self.config.volume_participation
@@ -521,7 +520,7 @@ class SimulatedVenue:
         if plan is not None and plan.price is not None and (not immediate or plan.leg == 0):
             qty = o.leaves
             if o.reduce_only:
-                held = self.positions.get(o.iid, (_ZERO,))[0]
+                held = self._position_quantity(o.iid)
                 reducible = -held if o.buy else held
                 if reducible <= 0:
                     self._close(o, CANCELED)
@@ -606,32 +605,11 @@ class SimulatedVenue:
     # ---- the venue's account -------------------------------------------------------------------------------
 
     def _account_fill(self, inst: Any, buy: bool, qty: Decimal, price: Decimal, fee: Decimal) -> None:
-        """Move balances and the netting position as the portfolio projection folds the same fill."""
-        bal = self.balances
-        signed = qty if buy else -qty
-        pos = self.positions.setdefault(inst.instrument_id, [_ZERO, _ZERO])
-        q, avg = pos
-        realized = _ZERO
-        if q == 0 or (q > 0) == (signed > 0):
-            new_q = q + signed
-            pos[1] = ((abs(q) * avg + qty * price) / abs(new_q)).quantize(Q18)
-            pos[0] = new_q
-        else:
-            closed = min(abs(q), qty)
-            realized = ((price - avg) * closed * inst.multiplier * (1 if q > 0 else -1)).quantize(Q18)
-            rest = qty - closed
-            if rest > 0:
-                pos[0], pos[1] = (rest if signed > 0 else -rest), price
-            else:
-                pos[0] = q + signed
-                if pos[0] == 0:
-                    pos[1] = _ZERO
-        if inst.kind == "SPOT":
-            bal[inst.base_currency] = bal.get(inst.base_currency, _ZERO) + signed
-            bal[inst.quote_currency] = bal.get(inst.quote_currency, _ZERO) - (signed * price).quantize(Q18)
-        elif realized:
-            bal[inst.settlement_currency] = bal.get(inst.settlement_currency, _ZERO) + realized
-        bal[inst.quote_currency] = bal.get(inst.quote_currency, _ZERO) - fee
+        """Move balances and the netting position by the rule the portfolio projection folds the same fill with."""
+        pos = self.positions.get(inst.instrument_id)
+        if pos is None:
+            pos = self.positions[inst.instrument_id] = Position.of(inst.instrument_id, inst)
+        book_fill(pos, self.balances, inst, "BUY" if buy else "SELL", qty, price, fee, inst.quote_currency, 0)
 
     def _locked(self, key: str) -> Decimal:
         total = _ZERO
@@ -711,7 +689,7 @@ class SimulatedVenue:
                 if (o.price >= px) if o.buy else (o.price <= px):  # type: ignore[operator]
                     return "POST_ONLY_WOULD_TAKE", f"post-only {o.side} at {o.price} crosses the market at {px}"
         if o.reduce_only:
-            held = self.positions.get(o.iid, (_ZERO,))[0]
+            held = self._position_quantity(o.iid)
             reducible = -held if o.buy else held
             if reducible <= 0 or o.quantity > reducible:
                 return "REDUCE_ONLY_WOULD_INCREASE", (f"reduce-only {o.side} {o.quantity} against a position of "
@@ -738,7 +716,11 @@ class SimulatedVenue:
     def _holding(self, inst: Any) -> Decimal:
         if inst.kind == "SPOT":
             return self.balances.get(inst.base_currency, _ZERO)
-        return self.positions.get(inst.instrument_id, (_ZERO,))[0]
+        return self._position_quantity(inst.instrument_id)
+
+    def _position_quantity(self, iid: str) -> Decimal:
+        pos = self.positions.get(iid)
+        return pos.quantity if pos is not None else _ZERO
 
     def _check_margin(self, o: _Order, inst: Any) -> tuple[str, str] | None:
         ref = self._reference_price(o)
@@ -772,9 +754,10 @@ class SimulatedVenue:
                 amount = self.balances.get(oi.base_currency, _ZERO)
                 equity += amount * mark
             else:
-                q, avg = self.positions.get(other, (_ZERO, _ZERO))
-                equity += (mark - avg) * q * oi.multiplier
-                amount = q
+                pos = self.positions.get(other)
+                amount = pos.quantity if pos is not None else _ZERO
+                if pos is not None:
+                    equity += pos.unrealized_pnl(mark)
             if other != inst.instrument_id:
                 gross += abs(amount) * mark * oi.multiplier
         limit = self.config.leverage * equity
@@ -809,4 +792,4 @@ def _ts(event: Emitted) -> int:
 
 
 def _txt(d: Decimal) -> str:
-    return format(d.quantize(Q18).normalize(), "f")
+    return exact_text(q18(d))

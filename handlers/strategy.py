@@ -6,7 +6,7 @@ import importlib
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from eventstore.errors import TapeError
+from schemas.errors import TapeError
 
 if TYPE_CHECKING:
     from projections.state import State

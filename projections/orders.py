@@ -13,18 +13,21 @@ OrderCancelRejected never changes status, so it is accepted in every state — a
 never seen (the venue's answer to a cancel of an unknown order): there is no state for it to corrupt.
 A fill beyond the order quantity (an overfill), a fill on the wrong side and a second OrderSubmitted for an
 existing id are illegal too.
+
+Before the venue, an order's life is on the intents topic: PENDING_RISK (an OrderIntent awaiting its verdict) →
+RISK_ACCEPTED | RISK_REJECTED → HELD (outbound queue) → RELEASED → SUBMITTED. `lifecycle_status` folds the whole
+life into one status with this one vocabulary, for every view that shows one (the SQL orders table, `tape audit
+order`); the state machine above stays strict about the venue's part.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Context, Decimal, ROUND_HALF_EVEN, localcontext
+from decimal import Decimal, localcontext
 from typing import Any
 
-from eventstore.errors import TapeError
-
-Q18 = Decimal(1).scaleb(-18)
-_CTX = Context(prec=60, rounding=ROUND_HALF_EVEN)
-_ZERO = Decimal(0)
+from schemas.decimals import ARITHMETIC as _CTX, Q18, ZERO as _ZERO
+from schemas.errors import TapeError
+from schemas.names import EXECUTIONS
 
 SUBMITTED, ACCEPTED, TRIGGERED = "SUBMITTED", "ACCEPTED", "TRIGGERED"
 PARTIALLY_FILLED, FILLED = "PARTIALLY_FILLED", "FILLED"
@@ -43,9 +46,40 @@ LEGAL: dict[str, frozenset[str]] = {
 # event name → the status it moves an order to (OrderFilled is decided by the leaves quantity)
 EVENT_STATUS = {"OrderAccepted": ACCEPTED, "OrderRejected": REJECTED, "OrderTriggered": TRIGGERED,
                 "OrderCanceled": CANCELED, "OrderExpired": EXPIRED}
-EVENTS = ("OrderSubmitted", "OrderAccepted", "OrderRejected", "OrderTriggered", "OrderCanceled",
-          "OrderCancelRejected", "OrderExpired", "OrderFilled")
+EVENTS = EXECUTIONS
 NEW = "(new)"
+
+# the whole life of an order, intent to last fill: one vocabulary for every view of it
+UNKNOWN, PENDING_RISK, RISK_ACCEPTED, RISK_REJECTED = "UNKNOWN", "PENDING_RISK", "RISK_ACCEPTED", "RISK_REJECTED"
+HELD, RELEASED = "HELD", "RELEASED"
+LIFECYCLE = (UNKNOWN, PENDING_RISK, RISK_ACCEPTED, HELD, RELEASED, SUBMITTED, ACCEPTED, TRIGGERED, PARTIALLY_FILLED,
+             FILLED, CANCELED, REJECTED, EXPIRED, RISK_REJECTED)
+FINAL = TERMINAL | {RISK_REJECTED}
+_RANK = {s: i for i, s in enumerate(LIFECYCLE[:9])}  # the open statuses, in the order an order moves through them
+_LIFECYCLE_EVENT = {"OrderIntent": PENDING_RISK, "RiskAccepted": RISK_ACCEPTED, "RiskRejected": RISK_REJECTED,
+                    "OrderHeld": HELD, "OrderReleased": RELEASED, "OrderSubmitted": SUBMITTED, **EVENT_STATUS}
+_BEFORE_VERDICT = (UNKNOWN, PENDING_RISK)
+
+
+def lifecycle_status(current: str, event: str, *, complete: bool = False) -> str:
+    """The status after `event` (for OrderFilled, `complete` says whether it filled the whole order).
+
+    Forward only: a later event never moves an order back (a release after the acceptance is a cancel's), a
+    verdict counts only for an order awaiting one (a duplicate id refused later does not touch the first order),
+    and a final status stays final, except that a fill arriving after a cancel or reject completes the order."""
+    if event == "OrderFilled":
+        target = FILLED if complete else PARTIALLY_FILLED
+    else:
+        target = _LIFECYCLE_EVENT.get(event)
+        if target is None:
+            return current
+        if event in ("OrderIntent", "RiskAccepted", "RiskRejected") and current not in _BEFORE_VERDICT:
+            return current
+    if current in FINAL:
+        return FILLED if target == FILLED and current not in (FILLED, RISK_REJECTED) else current
+    if target in FINAL or _RANK[target] > _RANK[current]:
+        return target
+    return current
 
 
 class IllegalTransition(TapeError):

@@ -19,17 +19,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from decimal import Context, Decimal, ROUND_HALF_EVEN, localcontext
+from decimal import Decimal, localcontext
 from typing import Any, Iterable, Mapping, Sequence
 
-from eventstore.errors import TapeError
+from schemas.decimals import ARITHMETIC as _CTX, ONE as _ONE, Q18, ZERO as _ZERO
+from schemas.errors import TapeError
 
 from .market import MarketState
-
-Q18 = Decimal(1).scaleb(-18)
-_CTX = Context(prec=60, rounding=ROUND_HALF_EVEN)
-_ZERO = Decimal(0)
-_ONE = Decimal(1)
 YEAR_NS = 365 * 24 * 3600 * 10**9
 
 

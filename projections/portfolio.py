@@ -1,20 +1,11 @@
 """Positions, balances, PnL and fees: a netting portfolio folded from OrderFilled and AccountState.
 
-Positions net per instrument: one signed quantity (+ long, − short) and the average price of what is open.
-Realized PnL is booked on the reducing part of a fill: (exit − avg) × closed quantity × multiplier, with the
-sign of the position; a fill that flips the position closes it and opens the remainder at the fill price.
-`realized_pnl` is gross of fees; `net_realized_pnl` subtracts the fees charged in the PnL currency (fees in
-any other currency, e.g. BNB, are kept apart in `fees` and never silently converted).
-
-Balances per currency:
-- AccountState with reported=True sets every balance it lists to its `total` (absolute). AccountState with
-  reported=False was computed by the runtime from fills — this fold already holds it — and is ignored.
-- OrderFilled on a SPOT instrument: base += signed quantity, quote −= signed quantity × price.
-- OrderFilled on a PERPETUAL or FUTURE: settlement currency += realized PnL of the reducing part
-  (the open position is worth its unrealized PnL, added by `equity`).
-- every fill: fee currency −= fee. (On spot the position quantity is the traded quantity: a fee charged in
-  the base currency lowers the base balance, not the position.)
-OPTION instruments are refused (premium accounting is not modelled).
+Positions and the balance moves of a fill follow the one netting rule of projections/accounting.py (shared with
+the simulated venue and the SQL read model). `realized_pnl` is gross of fees; `net_realized_pnl` subtracts the
+fees charged in the PnL currency (fees in any other currency, e.g. BNB, are kept apart in `fees` and never
+silently converted). AccountState with reported=True sets every balance it lists to its `total` (absolute);
+AccountState with reported=False was computed by the runtime from fills — this fold already holds it — and is
+ignored. OPTION instruments are refused (premium accounting is not modelled).
 
 Marks: an instrument's mark is market.last_price, or, until market data arrives, the price of its last fill.
 Converting a currency into another uses an instrument whose base is the one and quote the other (spot ones
@@ -24,19 +15,14 @@ never silently understated. Zero balances are ignored.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from decimal import Context, Decimal, ROUND_HALF_EVEN, localcontext
+from decimal import Decimal, localcontext
 from typing import Any
 
-from eventstore.errors import TapeError
+from schemas.decimals import ARITHMETIC as _CTX, ONE as _ONE, ZERO as _ZERO
+from schemas.errors import TapeError
 
+from .accounting import DERIVATIVES, Position, book_fill
 from .market import Instrument, MarketState
-
-Q18 = Decimal(1).scaleb(-18)
-_CTX = Context(prec=60, rounding=ROUND_HALF_EVEN)
-_ZERO = Decimal(0)
-_ONE = Decimal(1)
-DERIVATIVES = frozenset({"PERPETUAL", "FUTURE"})
 
 
 class UnmarkedCurrency(TapeError):
@@ -49,72 +35,6 @@ class UnknownInstrument(TapeError):
 
 class MixedCurrencies(TapeError):
     """A total asked without a currency over amounts in several currencies."""
-
-
-@dataclass(slots=True)
-class Position:
-    """The net position in one instrument and what it has earned and cost so far."""
-
-    instrument_id: str
-    currency: str  # PnL currency: quote for spot, settlement for derivatives
-    multiplier: Decimal = _ONE
-    quantity: Decimal = _ZERO  # signed: + long, − short
-    avg_price: Decimal = _ZERO  # average entry price of the open quantity (18 places); 0 when flat
-    realized_pnl: Decimal = _ZERO  # gross of fees, in `currency`
-    fees: dict[str, Decimal] = field(default_factory=dict)  # fee currency → total paid (negative: rebate)
-    traded_quantity: Decimal = _ZERO  # Σ |fill quantity|
-    traded_notional: Decimal = _ZERO  # Σ |fill quantity| × price × multiplier, in `currency`
-    fill_count: int = 0
-    last_fill_price: Decimal | None = None
-    ts_opened: int | None = None  # when the current non-zero position was opened (None when flat)
-    ts_last: int = 0
-
-    @property
-    def net_realized_pnl(self) -> Decimal:
-        """Realized PnL minus the fees charged in the PnL currency."""
-        return self.realized_pnl - self.fees.get(self.currency, _ZERO)
-
-    def unrealized_pnl(self, mark: Decimal) -> Decimal:
-        """PnL of the open quantity if it were closed at `mark`."""
-        if not self.quantity:
-            return _ZERO
-        c = _CTX
-        return c.multiply(c.multiply(c.subtract(mark, self.avg_price), self.quantity), self.multiplier)
-
-
-def fill_position(pos: Position, side: str, qty: Decimal, price: Decimal, ts: int) -> Decimal:
-    """Apply one fill to a netting position; returns the realized PnL of its reducing part (18 places)."""
-    signed = qty if side == "BUY" else -qty
-    q = pos.quantity
-    realized = _ZERO
-    with localcontext(_CTX):
-        if q == 0 or (q > 0) == (signed > 0):  # opening or adding
-            new_q = q + signed
-            pos.avg_price = ((abs(q) * pos.avg_price + qty * price) / abs(new_q)).quantize(Q18)
-            if q == 0:
-                pos.ts_opened = ts
-            pos.quantity = new_q
-        else:  # reducing, closing or flipping
-            closed = min(abs(q), qty)
-            direction = _ONE if q > 0 else -_ONE
-            realized = ((price - pos.avg_price) * closed * pos.multiplier * direction).quantize(Q18)
-            pos.realized_pnl += realized
-            rest = qty - closed
-            if rest > 0:  # flip: the remainder opens at the fill price
-                pos.quantity = rest if signed > 0 else -rest
-                pos.avg_price = price
-                pos.ts_opened = ts
-            else:
-                pos.quantity = q + signed
-                if pos.quantity == 0:
-                    pos.avg_price = _ZERO
-                    pos.ts_opened = None
-        pos.traded_quantity += qty
-        pos.traded_notional += (qty * price * pos.multiplier).quantize(Q18)
-    pos.fill_count += 1
-    pos.last_fill_price = price
-    pos.ts_last = ts
-    return realized
 
 
 class Portfolio:
@@ -162,23 +82,10 @@ class Portfolio:
         inst = self._instrument(iid)
         pos = self.positions.get(iid)
         if pos is None:
-            spot = inst.kind == "SPOT"
-            pos = Position(iid, inst.quote_currency if spot else inst.settlement_currency, inst.multiplier)
-            self.positions[iid] = pos
-        side, qty, price = data["side"], data["last_quantity"], data["last_price"]
+            pos = self.positions[iid] = Position.of(iid, inst)
         fee, fee_cur = data["fee"], data["fee_currency"]
-        realized = fill_position(pos, side, qty, price, ts)
-        bal = self.balances
-        with localcontext(_CTX):
-            if inst.kind == "SPOT":
-                signed = qty if side == "BUY" else -qty
-                bal[inst.base_currency] = bal.get(inst.base_currency, _ZERO) + signed
-                bal[inst.quote_currency] = bal.get(inst.quote_currency, _ZERO) - (signed * price).quantize(Q18)
-            elif realized:
-                bal[pos.currency] = bal.get(pos.currency, _ZERO) + realized
-            bal[fee_cur] = bal.get(fee_cur, _ZERO) - fee
-            pos.fees[fee_cur] = pos.fees.get(fee_cur, _ZERO) + fee
-            self.fees[fee_cur] = self.fees.get(fee_cur, _ZERO) + fee
+        book_fill(pos, self.balances, inst, data["side"], data["last_quantity"], data["last_price"], fee, fee_cur, ts)
+        self.fees[fee_cur] = self.fees.get(fee_cur, _ZERO) + fee
         self.fill_count += 1
 
     # ---- marks and conversion ------------------------------------------------------------------------------

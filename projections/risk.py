@@ -20,17 +20,17 @@ Peak: the highest equity seen since the start (drawdown is measured from it).
 from __future__ import annotations
 
 from collections import deque
-from decimal import Context, Decimal, ROUND_HALF_EVEN, getcontext, localcontext
+from decimal import Decimal, getcontext, localcontext
 from typing import Any
 
-from eventstore.errors import TapeError
+from schemas.decimals import ARITHMETIC as _CTX, ONE as _ONE
+from schemas.errors import TapeError
+from schemas.names import PRICES, VERDICTS
 
 DAY_NS = 86_400 * 1_000_000_000
 RATE_MEMORY = 1000  # timestamps kept for the order-rate rule: the rule's count may not exceed this
 TRADING_STATES = ("ACTIVE", "REDUCING", "HALTED")
-PRICE_EVENTS = frozenset({"Bar", "TradeTick", "QuoteTick"})
-_CTX = Context(prec=60, rounding=ROUND_HALF_EVEN)
-_ONE = Decimal(1)
+PRICE_EVENTS = frozenset(PRICES)
 _TWO = Decimal(2)
 _FULL = None  # sensitivity marker: recompute equity in full when this mark moves
 
@@ -38,8 +38,8 @@ _FULL = None  # sensitivity marker: recompute equity in full when this mark move
 class RiskState:
     """What the risk rules read besides orders and portfolio; folded from the events named in EVENTS."""
 
-    EVENTS = ("InstrumentDefined", "Bar", "TradeTick", "QuoteTick", "OrderIntent", "RiskAccepted", "RiskRejected",
-              "OrderSubmitted", "OrderFilled", "AccountState", "TradingStateChanged")
+    EVENTS = ("InstrumentDefined",) + PRICES + ("OrderIntent",) + VERDICTS + ("OrderSubmitted", "OrderFilled",
+                                                                              "AccountState", "TradingStateChanged")
 
     def __init__(self, portfolio: Any, currency: str | None = None):
         self.portfolio = portfolio

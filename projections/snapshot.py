@@ -13,7 +13,7 @@ the decimal when the value fits 18 places and 38 digits, else its exact text —
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Context, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from io import BytesIO
 from typing import Any
 
@@ -23,15 +23,13 @@ from fastavro.schema import parse_schema
 from eventstore.catalog import Catalog, EventType
 from eventstore.codec import Codec, Registry, encode_value
 from eventstore.errors import SchemaError, TapeError
+from schemas.decimals import ARITHMETIC as _SENS_CTX, EXACT as _QCTX, PRECISION, Q18
 
 from .orders import ORDER_FIELDS, TERMINAL
 from .state import State
 
 STATE_TYPE = "tape.state.EngineState"
-Q18 = Decimal(1).scaleb(-18)
-_QCTX = Context(prec=80)
-_MAX_UNSCALED = 10 ** 38
-_SENS_CTX = Context(prec=60)
+_MAX_UNSCALED = 10 ** PRECISION
 
 
 def fits(d: Decimal) -> Decimal | None:

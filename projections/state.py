@@ -3,14 +3,12 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from schemas.names import MARKET
+
 from .market import MarketState
 from .orders import Orders
 from .portfolio import Portfolio
 from .risk import RiskState
-
-MARKET = ("InstrumentDefined", "Bar", "TradeTick", "QuoteTick", "OrderBookDelta", "OrderBookSnapshot")
-ORDERS = ("OrderSubmitted", "OrderAccepted", "OrderRejected", "OrderTriggered", "OrderCanceled",
-          "OrderCancelRejected", "OrderExpired", "OrderFilled")
 
 
 class State:
@@ -25,9 +23,9 @@ class State:
         self._routes: dict[str, list[Callable[[str, dict[str, Any], int], None]]] = {}
         for name in MARKET:
             self._routes.setdefault(name, []).append(self.market.apply)
-        for name in ORDERS:
+        for name in Orders.EVENTS:
             self._routes.setdefault(name, []).append(self.orders.apply)
-        for name in ("OrderFilled", "AccountState"):
+        for name in Portfolio.EVENTS:
             self._routes.setdefault(name, []).append(self.portfolio.apply)
         for name in RiskState.EVENTS:
             self._routes.setdefault(name, []).append(self.risk.apply)

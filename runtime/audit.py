@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import decimal
 import hashlib
-import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Iterable, Iterator
@@ -28,22 +27,19 @@ from typing import Any, Iterable, Iterator
 from eventstore.errors import CorruptLog, TapeError
 from eventstore.replay import Event, merge_by_seq
 from eventstore.store import Log
+from projections.orders import RISK_REJECTED, UNKNOWN, lifecycle_status
+from schemas.decimals import EXACT as _EXACT, exact_text, plain, text as value_text
+from schemas.ids import is_run_namespace, order_id_prefix, parse_client_order_id, parse_event_id
+from schemas.names import ORDER_CHAIN
 
-from .engine import order_id_prefix
-from .render import decimal_text, plain, summary
+
+from .render import summary
 from .timeparse import format_ns
 
-RUN_PREFIXES = ("bt-", "live-")
 # every event type that carries an order's client order id
-CHAIN_TYPES = ("OrderIntent", "CancelIntent", "RiskAccepted", "RiskRejected", "OrderHeld", "OrderReleased",
-               "OrderSubmitted", "OrderAccepted", "OrderRejected", "OrderTriggered", "OrderCanceled",
-               "OrderCancelRejected", "OrderExpired", "OrderFilled")
+CHAIN_TYPES = ORDER_CHAIN
 STEP_KIND = {"OrderIntent": "intent", "CancelIntent": "cancel", "RiskAccepted": "risk", "RiskRejected": "risk",
              "OrderHeld": "queue", "OrderReleased": "queue", "OrderSubmitted": "submit", "OrderFilled": "fill"}
-TERMINAL_STATUS = {"OrderRejected": "REJECTED", "OrderCanceled": "CANCELED", "OrderExpired": "EXPIRED"}
-_EVENT_ID = re.compile(r"^(.+):(\d+)$")
-_ENGINE_CID = re.compile(r"^(t[0-9a-f]{6})-(\d+)$")
-_EXACT = decimal.Context(prec=100)
 
 
 class UnknownOrder(TapeError):
@@ -88,8 +84,6 @@ def short_hex(b: bytes | None, n: int = 16) -> str:
     return h if len(h) <= n else h[:n] + "…"
 
 
-def _d(value: Any) -> str:
-    return "" if value is None else (decimal_text(value) if isinstance(value, Decimal) else str(value))
 
 
 # ---- order chains ---------------------------------------------------------------------------------------------
@@ -170,18 +164,18 @@ def describe(ev: Event, note: str = "") -> str:
     d = ev.data
     n = ev.name
     if n == "Bar":
-        return (f"{d['timeframe']} bar close {_d(d['close'])} (open {_d(d['open'])} high {_d(d['high'])} "
-                f"low {_d(d['low'])} volume {_d(d['volume'])})")
+        return (f"{d['timeframe']} bar close {value_text(d['close'])} (open {value_text(d['open'])} high {value_text(d['high'])} "
+                f"low {value_text(d['low'])} volume {value_text(d['volume'])})")
     if n == "TradeTick":
-        return f"trade {_d(d['quantity'])} @ {_d(d['price'])} {d['aggressor_side']}"
+        return f"trade {value_text(d['quantity'])} @ {value_text(d['price'])} {d['aggressor_side']}"
     if n == "QuoteTick":
-        return f"bid {_d(d['bid_size'])} @ {_d(d['bid_price'])} / ask {_d(d['ask_size'])} @ {_d(d['ask_price'])}"
+        return f"bid {value_text(d['bid_size'])} @ {value_text(d['bid_price'])} / ask {value_text(d['ask_size'])} @ {value_text(d['ask_price'])}"
     if n == "OrderIntent":
-        text = f"{d['strategy_id']}: {d['side']} {_d(d['quantity'])} {d['instrument_id']} {d['order_type']}"
+        text = f"{d['strategy_id']}: {d['side']} {value_text(d['quantity'])} {d['instrument_id']} {d['order_type']}"
         if d.get("price") is not None:
-            text += f" @ {_d(d['price'])}"
+            text += f" @ {value_text(d['price'])}"
         if d.get("trigger_price") is not None:
-            text += f" trigger {_d(d['trigger_price'])}"
+            text += f" trigger {value_text(d['trigger_price'])}"
         return text + f" {d['time_in_force']}" + (" post-only" if d.get("post_only") else "") + \
             (" reduce-only" if d.get("reduce_only") else "")
     if n == "CancelIntent":
@@ -196,8 +190,8 @@ def describe(ev: Event, note: str = "") -> str:
     if n == "OrderReleased":
         return f"{note or 'order'} released to {d['venue']}"
     if n == "OrderSubmitted":
-        text = f"sent to {d['venue']}: {d['side']} {_d(d['quantity'])} {d['order_type']}"
-        return text + (f" @ {_d(d['price'])}" if d.get("price") is not None else "")
+        text = f"sent to {d['venue']}: {d['side']} {value_text(d['quantity'])} {d['order_type']}"
+        return text + (f" @ {value_text(d['price'])}" if d.get("price") is not None else "")
     if n == "OrderAccepted":
         return "accepted by venue" + (f" (venue id {d['venue_order_id']})" if d.get("venue_order_id") else "")
     if n == "OrderRejected":
@@ -211,13 +205,13 @@ def describe(ev: Event, note: str = "") -> str:
     if n == "OrderTriggered":
         return "triggered"
     if n == "OrderFilled":
-        return (f"fill {d['trade_id']}: {d['side']} {_d(d['last_quantity'])} @ {_d(d['last_price'])}, "
-                f"fee {_d(d['fee'])} {d['fee_currency']}, {d['liquidity_side']}")
+        return (f"fill {d['trade_id']}: {d['side']} {value_text(d['last_quantity'])} @ {value_text(d['last_price'])}, "
+                f"fee {value_text(d['fee'])} {d['fee_currency']}, {d['liquidity_side']}")
     return summary(ev)
 
 
 def _run_namespaces(log: Log) -> list[str]:
-    return [ns for ns in log.namespaces() if ns.startswith(RUN_PREFIXES)]
+    return [ns for ns in log.namespaces() if is_run_namespace(ns)]
 
 
 def _event_at(log: Log, namespace: str, seq: int) -> Event | None:
@@ -228,10 +222,10 @@ def _event_at(log: Log, namespace: str, seq: int) -> Event | None:
 
 def resolve_event_id(log: Log, event_id: str, namespaces: list[str] | None = None) -> Event | None:
     """The event an event id names, in whatever namespace of the store it lives; None if none."""
-    m = _EVENT_ID.match(event_id)
-    if m is None:
+    parsed = parse_event_id(event_id)
+    if parsed is None:
         return None
-    ns, seq = m.group(1), int(m.group(2))
+    ns, seq = parsed
     if ns not in (namespaces if namespaces is not None else log.namespaces()):
         return None
     return _event_at(log, ns, seq)
@@ -268,13 +262,14 @@ def find_order(log: Log, cid: str, namespace: str | None = None) -> tuple[str, l
         candidates = [namespace]
     else:
         candidates = _run_namespaces(log)
-    m = _ENGINE_CID.match(cid)
-    if m is not None:
-        candidates.sort(key=lambda ns: order_id_prefix(ns) != m.group(1))  # stable: matching prefix first
+    parsed = parse_client_order_id(cid)
+    if parsed is not None:
+        prefix, intent_seq = parsed
+        candidates.sort(key=lambda ns: order_id_prefix(ns) != prefix)  # stable: matching prefix first
     for ns in candidates:
         events: list[Event] = []
-        if m is not None and order_id_prefix(ns) == m.group(1):
-            events = _scan_order(log, ns, cid, from_seq=int(m.group(2)))
+        if parsed is not None and order_id_prefix(ns) == prefix:
+            events = _scan_order(log, ns, cid, from_seq=intent_seq)
         if not events:
             events = _scan_order(log, ns, cid)
         if events:
@@ -321,7 +316,7 @@ def order_chain(log: Log, ident: str, namespace: str | None = None) -> OrderAudi
                 raise UnknownOrder(f"event {ident} ({ev.name}) triggered {len(caused)} orders: {listed}; "
                                    "audit one of them (add --namespace NS to narrow the search)")
             namespace, cid = caused[0]
-    elif _EVENT_ID.match(ident) and ident.rpartition(":")[0] in known:
+    elif parse_event_id(ident) is not None and ident.rpartition(":")[0] in known:
         raise UnknownOrder(f"no event {ident}: seq {ident.rpartition(':')[2]} is not committed in "
                            f"{ident.rpartition(':')[0]}")
     ns, events = find_order(log, cid, namespace)
@@ -368,21 +363,14 @@ def _summary(events: list[Event], cause: str | None, steps: list[Step]) -> dict[
         fees: dict[str, Decimal] = {}
         for f in fills:
             fees[f.data["fee_currency"]] = fees.get(f.data["fee_currency"], Decimal(0)) + f.data["fee"]
-    terminal = [e for e in events if e.name in TERMINAL_STATUS]
-    risk_rejected = by_name.get("RiskRejected")
-    if risk_rejected:
-        status = "RISK_REJECTED"
-    elif qty is not None and fills and filled >= qty:
-        status = "FILLED"
-    elif terminal:
-        status = TERMINAL_STATUS[terminal[-1].name]
-    elif fills:
-        status = "PARTIALLY_FILLED"
-    else:
-        status = next((s for n, s in (("OrderTriggered", "TRIGGERED"), ("OrderAccepted", "ACCEPTED"),
-                                      ("OrderSubmitted", "SUBMITTED"), ("OrderReleased", "RELEASED"),
-                                      ("OrderHeld", "HELD"), ("RiskAccepted", "RISK_ACCEPTED"),
-                                      ("OrderIntent", "PENDING_RISK")) if n in by_name), "UNKNOWN")
+    status = UNKNOWN
+    done = Decimal(0)
+    with decimal.localcontext(_EXACT):
+        for e in events:
+            if e.name == "OrderFilled":
+                done += e.data["last_quantity"]
+            status = lifecycle_status(status, e.name, complete=qty is not None and done >= qty)
+    risk_rejected = by_name.get("RiskRejected") if status == RISK_REJECTED else None
     out: dict[str, Any] = {
         "status": status,
         "instrument_id": events[0].data.get("instrument_id"),
@@ -428,9 +416,9 @@ def list_trades(log: Log, namespaces: Iterable[str], from_ts: int | None = None,
                 "ts_event": ev.ts_event,
                 "instrument_id": d["instrument_id"],
                 "side": d["side"],
-                "price": decimal_text(d["last_price"]),
-                "quantity": decimal_text(d["last_quantity"]),
-                "fee": decimal_text(d["fee"]),
+                "price": exact_text(d["last_price"]),
+                "quantity": exact_text(d["last_quantity"]),
+                "fee": exact_text(d["fee"]),
                 "fee_currency": d["fee_currency"],
                 "liquidity_side": d["liquidity_side"],
                 "client_order_id": d["client_order_id"],

@@ -25,7 +25,7 @@ except ImportError:  # pragma: no cover
     import click as _click  # type: ignore[no-redef]
 
 from eventstore.catalog import Catalog
-from eventstore.errors import TapeError
+from schemas.errors import TapeError
 from eventstore.store import DEFAULT_STORE, Log
 
 from . import render

@@ -9,11 +9,11 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from eventstore.errors import TapeError
+from schemas.errors import TapeError
 
 from .audit import TRADE_COLUMNS, human_ns, list_trades, order_chain, trade_namespaces, verify
 from .cli import _console, _parse_time_opt, _state, _table, _time, app
-from .render import plain
+from schemas.decimals import plain
 
 audit_app = typer.Typer(no_args_is_help=True, help="The audit trail: order chains, fills, hash-chain verification.")
 app.add_typer(audit_app, name="audit")

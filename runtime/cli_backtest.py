@@ -10,7 +10,8 @@ from typing import Any, List, Optional
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from eventstore.errors import TapeError
+from schemas.errors import TapeError
+from schemas.decimals import exact_text, plain
 
 from .audit import human_ns
 from .cli import _console, _parse_time_opt, _state, _table, _time, app
@@ -43,16 +44,6 @@ def _config(path: Optional[Path], what: str) -> dict[str, Any]:
     return load_venue_config(path)
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return format(value.normalize(), "f")
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 @app.command("backtest")
 def backtest(
     ctx: typer.Context,
@@ -80,7 +71,7 @@ def backtest(
         result = run_backtest(log, spec, run_id=run_id, progress=lambda n, ts: bar.update(task, completed=n))
     report = run_report(result)
     if as_json:
-        sys.stdout.write(json.dumps(_jsonable(report), indent=2, sort_keys=True) + "\n")
+        sys.stdout.write(json.dumps(plain(report), indent=2, sort_keys=True) + "\n")
         return
     _print_report(report)
 
@@ -107,7 +98,7 @@ def _fmt(value: Any) -> str:
         return f"{value:.6g}"
     if isinstance(value, Decimal):
         shown = value.quantize(Decimal("0.00000001")) if value.as_tuple().exponent < -8 else value
-        return format(shown.normalize(), "f")
+        return exact_text(shown)
     if isinstance(value, dict):
         return ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(value.items()))
     return str(value)
@@ -132,6 +123,6 @@ def runs_show(ctx: typer.Context, run: str = typer.Argument(..., metavar="RUN"),
 
     report = rebuild_run(_state(ctx).open(), run)
     if as_json:
-        sys.stdout.write(json.dumps(_jsonable(report), indent=2, sort_keys=True) + "\n")
+        sys.stdout.write(json.dumps(plain(report), indent=2, sort_keys=True) + "\n")
         return
     _print_report(report)

@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from eventstore.errors import TapeError
+from schemas.errors import TapeError
 
 DB_HELP = ("Read-model database URL: sqlite:///PATH or postgresql+psycopg://user@host:port/db "
            "(default: tape.sqlite inside a file: store).")

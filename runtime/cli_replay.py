@@ -8,25 +8,21 @@ from typing import Any, List, Optional
 
 import typer
 
-from eventstore.errors import TapeError
+from schemas.errors import TapeError
 
 from .cli import _console, _parse_time_opt, _state, _table, _time, app
-from .render import decimal_text, plain
+from schemas.decimals import exact_text, plain, text
 
 SHOW_ORDERS = 20
 
 
 def _d(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, Decimal):
-        return decimal_text(value)
-    return str(value)
+    return text(value, "-")
 
 
 def _signed(value: Decimal) -> str:
-    text = decimal_text(value)
-    return text if text.startswith("-") or text == "0" else "+" + text
+    shown = exact_text(value)
+    return shown if shown.startswith("-") or shown == "0" else "+" + shown
 
 
 def _params(items: list[str]) -> dict[str, str]:

@@ -17,7 +17,6 @@ outbound queue and the venue adapter are not in it: they are handler state, not 
 """
 from __future__ import annotations
 
-import hashlib
 import heapq
 from collections import deque
 from decimal import Decimal
@@ -26,11 +25,12 @@ from typing import Any, Callable, Iterable, Protocol
 from eventstore.writer import Draft, Writer
 from handlers.strategy import Strategy
 from projections.state import State
+from schemas.ids import client_order_id, event_id, order_id_prefix
+from schemas.names import STRATEGY_CALLBACKS, VENUE_REPORTS
 
 Emitted = tuple  # (name, payload) or (name, payload, ts_event)
-MARKET_CALLBACKS = {"Bar": "on_bar", "TradeTick": "on_trade", "QuoteTick": "on_quote"}
-ORDER_EVENTS = {"OrderAccepted", "OrderRejected", "OrderTriggered", "OrderCanceled", "OrderCancelRejected",
-                "OrderExpired"}
+MARKET_CALLBACKS = STRATEGY_CALLBACKS
+ORDER_EVENTS = frozenset(VENUE_REPORTS)
 
 
 class Venue(Protocol):
@@ -55,11 +55,6 @@ class Queue(Protocol):
     def offer_cancel(self, cancel: dict[str, Any], now: int) -> list[Emitted]: ...
     def on_execution(self, name: str, data: dict[str, Any], now: int) -> list[Emitted]: ...
     def release_due(self, now: int) -> list[Emitted]: ...
-
-
-def order_id_prefix(namespace: str) -> str:
-    """A short tag of the namespace so client order ids are unique across runs on one venue account."""
-    return "t" + hashlib.sha256(namespace.encode()).hexdigest()[:6]
 
 
 class Engine:
@@ -104,7 +99,7 @@ class Engine:
         """Record an event in the current step, apply it to state, and queue it for routing."""
         seq = self._next_seq
         self._next_seq += 1
-        event_id = f"{self.namespace}:{seq}"
+        eid = event_id(self.namespace, seq)
         ts = self.now if ts is None else ts
         key = payload.get("instrument_id") or payload.get("venue") or ""
         if correlation_id is None:
@@ -113,11 +108,11 @@ class Engine:
         self.state.apply(name, payload, ts)
         if ts > self.max_ts:
             self.max_ts = ts
-        self._routing.append((name, payload, ts, event_id))
+        self._routing.append((name, payload, ts, eid))
         self.events += 1
         if self.on_emit is not None:
             self.on_emit(name, payload, ts)
-        return event_id
+        return eid
 
     def _emit_all(self, items: Iterable[Emitted], source: str) -> None:
         for item in items:
@@ -271,7 +266,7 @@ class Engine:
     # ---- used by the strategy context -----------------------------------------------------------------------
 
     def next_client_order_id(self) -> str:
-        return f"{self.prefix}-{self._next_seq}"
+        return client_order_id(self.prefix, self._next_seq)
 
     def set_timer(self, name: str, ts: int) -> None:
         self._timer_n += 1

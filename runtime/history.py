@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from eventstore.errors import TapeError
+from schemas.errors import TapeError
 from eventstore.store import Log
 from projections.orders import TERMINAL
 from projections.state import State
+from schemas.decimals import ZERO as _ZERO
 
 from .recovery import Recovery, fold_tail, start
 
-_ZERO = Decimal(0)
 
 
 def _equity(state: State) -> tuple[str | None, Decimal | None]:

@@ -24,11 +24,13 @@ from __future__ import annotations
 import csv
 import re
 from dataclasses import dataclass, field
-from decimal import Context, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Iterator
 
-from eventstore.errors import TapeError
 from eventstore.writer import Draft
+from schemas.decimals import EXACT, PRECISION, SCALE
+from schemas.errors import TapeError
+from schemas.ids import split_symbol
 
 from .timeparse import format_ns, parse_cell_time
 
@@ -58,15 +60,13 @@ COLUMNS = {
     "quotes": (("time", "bid", "bid_size", "ask", "ask_size"), ()),
 }
 PRICE_COLUMNS = {"open", "high", "low", "close", "price", "bid", "ask"}
-MAX_SCALE, MAX_INT_DIGITS = 18, 20
-EXACT = Context(prec=100)  # normalize() rounds to the context precision: never round a price
+MAX_SCALE, MAX_INT_DIGITS = SCALE, PRECISION - SCALE
 _DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 _BUY = {"buy", "b", "buyer", "bid"}
 _SELL = {"sell", "s", "seller", "ask"}
 _NO_SIDE = {"", "none", "unknown", "no_aggressor", "n/a", "na"}
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
-QUOTE_SUFFIXES = ("FDUSD", "USDT", "USDC", "BUSD", "TUSD", "USD", "EUR", "GBP", "JPY", "TRY", "BTC", "ETH", "BNB")
 
 
 class IngestError(TapeError):
@@ -409,19 +409,6 @@ class InstrumentOptions:
     quote: str | None = None
     price_increment: Decimal | None = None
     size_increment: Decimal | None = None
-
-
-def split_symbol(symbol: str) -> tuple[str, str] | None:
-    """Base and quote currencies of 'BTC-USDT', 'BTC/USDT', 'BTC_USDT' or 'BTCUSDT' (known quote suffix)."""
-    for sep in "-/_":
-        if sep in symbol:
-            base, _, quote = symbol.partition(sep)
-            return (base, quote) if base and quote else None
-    upper = symbol.upper()
-    for q in QUOTE_SUFFIXES:
-        if upper.endswith(q) and len(upper) > len(q):
-            return symbol[: -len(q)], symbol[-len(q):]
-    return None
 
 
 def _precision(increment: Decimal) -> int:

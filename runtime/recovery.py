@@ -22,7 +22,7 @@ import decimal
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from eventstore.errors import TapeError
+from schemas.errors import TapeError
 from eventstore.replay import Event
 from eventstore.seek import first_event, last_event
 from eventstore.store import Log

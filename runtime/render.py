@@ -2,35 +2,15 @@
 from __future__ import annotations
 
 import json
-from decimal import Context, Decimal
+from decimal import Decimal
 from typing import Any
 
 from eventstore.replay import Event
+from schemas.decimals import exact_text, plain
 
 from .timeparse import format_ns
 
 SUMMARY_VALUE_MAX = 40
-EXACT = Context(prec=100)  # Decimal.normalize() would round to 28 digits in the default context
-
-
-def decimal_text(d: Decimal) -> str:
-    """Exact, normalized, never in exponent form: Decimal('50000.500000000000000000') → '50000.5'."""
-    if d.is_zero():
-        return "0"
-    return format(EXACT.normalize(d), "f")
-
-
-def plain(value: Any) -> Any:
-    """A decoded Avro value as JSON-safe data: Decimal → exact string, bytes → hex, containers recursively."""
-    if isinstance(value, Decimal):
-        return decimal_text(value)
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).hex()
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    return value
 
 
 def event_json(ev: Event) -> str:
@@ -51,7 +31,7 @@ def _short(value: Any, name: str) -> str | None:
     if value is None:
         return None
     if isinstance(value, Decimal):
-        text = decimal_text(value)
+        text = exact_text(value)
     elif isinstance(value, (bytes, bytearray)):
         text = bytes(value).hex()
     elif isinstance(value, list):

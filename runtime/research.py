@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import decimal
 import hashlib
-import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable
 
-from eventstore.errors import TapeError
 from eventstore.store import Log
 from handlers.queue import OutboundQueue
 from handlers.risk import RiskEngine
@@ -18,8 +16,11 @@ from handlers.strategy import load_strategy, params_as_strings, parse_params
 from projections.performance import EquityCurve, RoundTrips, statistics
 from projections.state import State
 from runtime.engine import Engine
+from schemas.decimals import ARITHMETIC, canonical_json
+from schemas.errors import TapeError
+from schemas.names import PRICES
 
-MARKET_INPUTS = ["Bar", "TradeTick", "QuoteTick"]
+MARKET_INPUTS = list(PRICES)
 GROUP_COMMIT = 1000
 SNAPSHOT_EVERY = 100_000  # a backtest writes a SnapshotTaken every this many events folded (0: never)
 
@@ -40,11 +41,6 @@ def code_version() -> str:
     except PackageNotFoundError:
         v = "0"
     return f"{v}+{h.hexdigest()[:12]}"
-
-
-def canonical_json(obj: Any) -> str:
-    """Deterministic JSON (sorted keys, Decimals as exact text) for configs recorded in the log."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
 @dataclass
@@ -101,7 +97,7 @@ def run_backtest(log: Log, spec: BacktestSpec, *, run_id: str | None = None,
     state = State()
     venue = SimulatedVenue(spec.venue, state)
     writer = log.writer(run_id, fsync="never")
-    with decimal.localcontext(prec=60), writer:
+    with decimal.localcontext(ARITHMETIC), writer:
         engine = Engine(writer=writer, state=state, strategy_cls=strategy_cls, params=params,
                         risk=RiskEngine(spec.risk), queue=OutboundQueue({**spec.risk.get("queue", {}), "venue": venue.name}),
                         venue=venue, strategy_id=strategy_cls.name,

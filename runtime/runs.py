@@ -5,7 +5,7 @@ import decimal
 import json
 from typing import Any, Iterator
 
-from eventstore.errors import TapeError
+from schemas.errors import TapeError
 from eventstore.replay import Event
 from eventstore.store import Log
 from projections.performance import EquityCurve, RoundTrips, statistics

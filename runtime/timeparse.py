@@ -18,7 +18,7 @@ import re
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 
-from eventstore.errors import TapeError
+from schemas.errors import TapeError
 
 NS = 1_000_000_000
 TIME_FORMATS = "ISO-8601 (2024-01-31, 2024-01-31T12:00:00Z, 2024-01-31T14:00+02:00) or integer epoch nanoseconds"

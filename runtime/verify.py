@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from itertools import zip_longest
 from typing import Any, Iterator
 
-from eventstore.errors import TapeError
+from schemas.errors import TapeError
 from eventstore.filelog import FileLog
 from eventstore.store import Log
 from projections.snapshot import decode as decode_state

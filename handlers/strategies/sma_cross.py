@@ -7,8 +7,9 @@ from decimal import Decimal
 from typing import Any
 
 from handlers.strategy import Strategy
+from schemas.names import ENDINGS
 
-TERMINAL = {"OrderRejected", "OrderCanceled", "OrderExpired", "RiskRejected"}
+TERMINAL = frozenset(ENDINGS + ("RiskRejected",))
 
 
 class SmaCross(Strategy):

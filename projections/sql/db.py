@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
-from eventstore.errors import TapeError
+from schemas.errors import TapeError
 
 from .models import VERSION_TABLE
 

@@ -8,18 +8,17 @@ Table semantics (what the projector writes, see projector.py for the fold):
 
 - runs: one row per run_id, from RunStarted (params as canonical JSON text) and RunStopped.
 - orders: one row per client_order_id, created by OrderIntent (or OrderSubmitted when there was no intent) and
-  moved through its statuses: INTENT → RISK_ACCEPTED | DENIED (risk refused) → HELD → RELEASED → SUBMITTED →
-  ACCEPTED → TRIGGERED → PARTIALLY_FILLED → FILLED, or REJECTED (venue), CANCELED, EXPIRED.
+  moved through the lifecycle of projections/orders.py (the statuses `tape audit order` shows): PENDING_RISK →
+  RISK_ACCEPTED | RISK_REJECTED → HELD → RELEASED → SUBMITTED → ACCEPTED → TRIGGERED → PARTIALLY_FILLED → FILLED,
+  or REJECTED (venue), CANCELED, EXPIRED.
 - fills: one row per OrderFilled (key: its seq).
-- positions: one row per instrument, netting: signed quantity, average entry price (NULL when flat), realized
-  PnL = (exit − avg) × closed quantity (sign reversed for shorts), gross of fees; fees summed in the currency of
-  the instrument's first fill (fees charged in another currency show in fills and balances only).
+- positions: one row per instrument, netting by the rule of projections/accounting.py (the engine's): signed
+  quantity, average entry price (NULL when flat), realized PnL gross of fees, in the PnL currency; fees summed in
+  the currency of the instrument's first fill (fees charged in another currency show in fills and balances only).
 - balances: one row per currency. An AccountState (reported by the venue or computed by the runtime) sets total,
-  free and locked of the currencies it lists; fills after it move the balance: the fee is taken from the fee
-  currency, and for spot instruments base += signed quantity, quote −= signed quantity × price. Non-spot
-  instruments (known from InstrumentDefined) move their settlement currency by the realized PnL instead.
-  Base/quote come from InstrumentDefined in the namespace, else from the symbol split at a known quote
-  currency (BTCUSDT → BTC/USDT); when neither works, a fill moves the fee only.
+  free and locked of the currencies it lists; fills after it move the balance by the same rule. The contract
+  (kind, currencies, multiplier) comes from InstrumentDefined in the namespace, else a spot pair from the symbol
+  split at a known quote currency (BTCUSDT → BTC/USDT); when neither works, a fill moves the fee only.
 - instruments: InstrumentDefined events of the namespace (used by balances).
 - risk_decisions: one row per RiskAccepted/RiskRejected (key: its seq).
 - incidents: one row per incident_id, OPEN from IncidentRaised, RESOLVED by IncidentResolved.
@@ -27,17 +26,15 @@ Table semantics (what the projector writes, see projector.py for the fold):
 """
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from typing import Any, Optional
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCALE = 18
-PRECISION = 38
-QUANTUM = Decimal(1).scaleb(-SCALE)
+from schemas.decimals import EXACT as _CTX, PRECISION, Q18 as QUANTUM, SCALE
+
 ZERO = Decimal(0).quantize(QUANTUM)
-_CTX = Context(prec=PRECISION + 20, rounding=ROUND_HALF_EVEN)
 VERSION_TABLE = "tape_alembic_version"
 NAME_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -209,6 +206,7 @@ class Instrument(Base):
     base_currency: Mapped[str] = mapped_column(SHORT)
     quote_currency: Mapped[str] = mapped_column(SHORT)
     settlement_currency: Mapped[str] = mapped_column(SHORT)
+    multiplier: Mapped[Any] = mapped_column(Dec, server_default="1", doc="Contract size: PnL per unit of price move.")
     last_seq: Mapped[int] = mapped_column(sa.BigInteger)
 
 

@@ -10,13 +10,12 @@ transaction, then folds from seq 1.
 The fold keeps what it needs in memory: positions, balances, instruments, runs and incidents of the namespace
 (loaded at start), orders on demand (loaded per batch, cached). Every decimal is quantized to 18 places the
 moment it is computed, so the state in memory is exactly the state in the database and a resumed fold continues
-exactly where a one-shot fold would be. Arithmetic runs with 80 significant digits (no silent rounding of
-products of 18-place numbers before the final quantization).
+exactly where a one-shot fold would be. Arithmetic runs in the folds' context (schemas/decimals.py: no silent
+rounding of products of 18-place numbers before the final quantization).
 """
 from __future__ import annotations
 
 import decimal
-import json
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -25,8 +24,13 @@ from typing import Any, Callable, Iterable, Iterator
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from eventstore.errors import TapeError
+from schemas.decimals import ARITHMETIC, ONE, canonical_json
+from schemas.errors import TapeError
+from schemas.ids import split_symbol
+from schemas.names import ORDER_CHAIN
 
+from ..accounting import Position, Terms, balance_moves, fill_position
+from ..orders import FINAL, UNKNOWN, lifecycle_status
 from . import models as m
 from .db import connect_error, require_current_schema
 from .models import ZERO, q18
@@ -35,18 +39,9 @@ PROJECTOR = "sql"
 BATCH_EVENTS = 2000
 ORDER_CACHE_MAX = 200_000
 
-ORDER_EVENTS = ("OrderIntent", "RiskAccepted", "RiskRejected", "OrderHeld", "OrderReleased", "OrderSubmitted",
-                "OrderAccepted", "OrderRejected", "OrderTriggered", "OrderCanceled", "OrderCancelRejected",
-                "OrderExpired", "OrderFilled")
+ORDER_EVENTS = tuple(n for n in ORDER_CHAIN if n != "CancelIntent")  # a cancel's events are not the order's row
 HANDLED = ORDER_EVENTS + ("AccountState", "InstrumentDefined", "RunStarted", "RunStopped", "IncidentRaised",
                           "IncidentResolved")
-
-TERMINAL = {"FILLED", "CANCELED", "EXPIRED", "REJECTED", "DENIED"}
-RANK = {"UNKNOWN": -1, "INTENT": 0, "RISK_ACCEPTED": 1, "HELD": 2, "RELEASED": 3, "SUBMITTED": 4, "ACCEPTED": 5,
-        "TRIGGERED": 6, "PARTIALLY_FILLED": 7}
-# quote currencies tried, longest first, to split a symbol like BTCUSDT when no InstrumentDefined names them
-KNOWN_QUOTES = ("FDUSD", "USDT", "USDC", "BUSD", "TUSD", "USDP", "DAI", "USD", "EUR", "GBP", "JPY", "TRY", "BRL",
-                "AUD", "BTC", "ETH", "BNB")
 
 
 class ProjectionConflict(TapeError):
@@ -80,25 +75,8 @@ class Result:
         return self.events / self.elapsed if self.elapsed > 0 else 0.0
 
 
-def _canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
 def _dec(value: Any) -> Decimal | None:
     return None if value is None else q18(value)
-
-
-def split_symbol(instrument_id: str) -> tuple[str, str] | None:
-    """(base, quote) guessed from an instrument id like 'BTCUSDT.BINANCE' or 'BTC/USDT', else None."""
-    symbol = instrument_id.split(".", 1)[0].upper()
-    for sep in ("/", "-", "_"):
-        if sep in symbol:
-            base, _, quote = symbol.partition(sep)
-            return (base, quote.split(":", 1)[0]) if base and quote else None
-    for quote in KNOWN_QUOTES:
-        if symbol.endswith(quote) and len(symbol) > len(quote):
-            return symbol[: -len(quote)], quote
-    return None
 
 
 @dataclass
@@ -133,7 +111,7 @@ class Fold:
                 "namespace": self.namespace, "client_order_id": coid, "instrument_id": instrument,
                 "strategy_id": None, "venue": None, "side": None, "order_type": None, "quantity": None,
                 "price": None, "trigger_price": None, "time_in_force": None, "expire_ts": None, "post_only": None,
-                "reduce_only": None, "status": "UNKNOWN", "filled_quantity": ZERO, "avg_fill_price": None,
+                "reduce_only": None, "status": UNKNOWN, "filled_quantity": ZERO, "avg_fill_price": None,
                 "venue_order_id": None, "intent_id": None, "created_ts": ts, "submitted_ts": None, "last_ts": ts,
                 "last_seq": seq, "reject_code": None, "reject_reason": None, "cancel_reason": None,
             }
@@ -143,15 +121,8 @@ class Fold:
         return row
 
     @staticmethod
-    def _status(row: dict[str, Any], status: str) -> None:
-        """Statuses only move forward; a terminal status is final (a late fill may still complete an order)."""
-        cur = row["status"]
-        if cur in TERMINAL:
-            if status == "FILLED" and cur != "FILLED" and cur != "DENIED":
-                row["status"] = status
-            return
-        if status in TERMINAL or RANK[status] > RANK[cur]:
-            row["status"] = status
+    def _status(row: dict[str, Any], event: str, complete: bool = False) -> None:
+        row["status"] = lifecycle_status(row["status"], event, complete=complete)
 
     @staticmethod
     def _order_fields(row: dict[str, Any], d: dict[str, Any]) -> None:
@@ -171,9 +142,9 @@ class Fold:
         row = self._order(d["client_order_id"], d["instrument_id"], seq, ts)
         self._order_fields(row, d)
         row["intent_id"] = d["envelope"]["event_id"]
-        if row["status"] == "UNKNOWN":
+        if row["status"] == UNKNOWN:
             row["created_ts"] = ts
-            row["status"] = "INTENT"
+        self._status(row, "OrderIntent")
 
     def _risk(self, d: dict[str, Any], seq: int, ts: int, decision: str) -> None:
         self.risk.append({
@@ -185,32 +156,31 @@ class Fold:
 
     def _on_RiskAccepted(self, d: dict[str, Any], seq: int, ts: int) -> None:
         self._risk(d, seq, ts, "ACCEPTED")
-        row = self._order(d["client_order_id"], d["instrument_id"], seq, ts)
-        if row["status"] in ("INTENT", "UNKNOWN"):  # a cancel intent's verdict leaves the order's status alone
-            row["status"] = "RISK_ACCEPTED"
+        self._status(self._order(d["client_order_id"], d["instrument_id"], seq, ts), "RiskAccepted")
 
     def _on_RiskRejected(self, d: dict[str, Any], seq: int, ts: int) -> None:
         self._risk(d, seq, ts, "REJECTED")
         row = self._order(d["client_order_id"], d["instrument_id"], seq, ts)
-        if row["status"] in ("INTENT", "UNKNOWN"):
-            row["status"] = "DENIED"
+        before = row["status"]
+        self._status(row, "RiskRejected")
+        if row["status"] != before:
             row["reject_code"] = "RISK"
             row["reject_reason"] = f"{d['rule']}: {d['reason']}"
 
     def _on_OrderHeld(self, d: dict[str, Any], seq: int, ts: int) -> None:
-        self._status(self._order(d["client_order_id"], d["instrument_id"], seq, ts), "HELD")
+        self._status(self._order(d["client_order_id"], d["instrument_id"], seq, ts), "OrderHeld")
 
     def _on_OrderReleased(self, d: dict[str, Any], seq: int, ts: int) -> None:
         row = self._order(d["client_order_id"], d["instrument_id"], seq, ts)
         row["venue"] = d["venue"]
-        self._status(row, "RELEASED")
+        self._status(row, "OrderReleased")
 
     def _on_OrderSubmitted(self, d: dict[str, Any], seq: int, ts: int) -> None:
         row = self._order(d["client_order_id"], d["instrument_id"], seq, ts)
         self._order_fields(row, d)
         row["venue"] = d["venue"]
         row["submitted_ts"] = ts
-        self._status(row, "SUBMITTED")
+        self._status(row, "OrderSubmitted")
 
     def _venue_id(self, row: dict[str, Any], d: dict[str, Any]) -> None:
         if d.get("venue_order_id"):
@@ -219,31 +189,31 @@ class Fold:
     def _on_OrderAccepted(self, d: dict[str, Any], seq: int, ts: int) -> None:
         row = self._order(d["client_order_id"], d["instrument_id"], seq, ts)
         self._venue_id(row, d)
-        self._status(row, "ACCEPTED")
+        self._status(row, "OrderAccepted")
 
     def _on_OrderRejected(self, d: dict[str, Any], seq: int, ts: int) -> None:
         row = self._order(d["client_order_id"], d["instrument_id"], seq, ts)
-        if row["status"] not in TERMINAL:
+        if row["status"] not in FINAL:
             row["reject_code"] = d.get("reason_code", "OTHER")
             row["reject_reason"] = d["reason"]
-        self._status(row, "REJECTED")
+        self._status(row, "OrderRejected")
 
     def _on_OrderTriggered(self, d: dict[str, Any], seq: int, ts: int) -> None:
         row = self._order(d["client_order_id"], d["instrument_id"], seq, ts)
         self._venue_id(row, d)
-        self._status(row, "TRIGGERED")
+        self._status(row, "OrderTriggered")
 
     def _on_OrderCanceled(self, d: dict[str, Any], seq: int, ts: int) -> None:
         row = self._order(d["client_order_id"], d["instrument_id"], seq, ts)
         self._venue_id(row, d)
-        if row["status"] not in TERMINAL:
+        if row["status"] not in FINAL:
             row["cancel_reason"] = d["reason"]
-        self._status(row, "CANCELED")
+        self._status(row, "OrderCanceled")
 
     def _on_OrderExpired(self, d: dict[str, Any], seq: int, ts: int) -> None:
         row = self._order(d["client_order_id"], d["instrument_id"], seq, ts)
         self._venue_id(row, d)
-        self._status(row, "EXPIRED")
+        self._status(row, "OrderExpired")
 
     def _on_OrderCancelRejected(self, d: dict[str, Any], seq: int, ts: int) -> None:
         self._venue_id(self._order(d["client_order_id"], d["instrument_id"], seq, ts), d)
@@ -268,27 +238,34 @@ class Fold:
         if new_filled:
             row["avg_fill_price"] = q18(((row["avg_fill_price"] or ZERO) * filled + px * qty) / new_filled)
         row["filled_quantity"] = q18(new_filled)
-        done = row["quantity"] is not None and new_filled >= row["quantity"]
-        self._status(row, "FILLED" if done else "PARTIALLY_FILLED")
-        # the position (netting)
-        realized = self._position(inst, side, px, qty, fee, fee_ccy, seq, ts)
-        # the balances
-        signed = qty if side == "BUY" else -qty
-        spec = self.instruments.get(inst)
-        if spec is not None and spec["kind"] != "SPOT":
-            if realized:
-                self._move(spec["settlement_currency"], realized, seq, ts)
-        else:
-            pair = (spec["base_currency"], spec["quote_currency"]) if spec else split_symbol(inst)
-            if pair is not None:
-                self._move(pair[0], signed, seq, ts)
-                self._move(pair[1], q18(-signed * px), seq, ts)
-        if fee:
-            self._move(fee_ccy, -fee, seq, ts)
+        self._status(row, "OrderFilled", complete=row["quantity"] is not None and new_filled >= row["quantity"])
+        # the position and the balances, by the engine's netting rule
+        terms = self._terms(inst)
+        row_pos = self._position_row(inst, fee_ccy, seq, ts)
+        pos = Position(inst, "", terms.multiplier if terms is not None else ONE, row_pos["quantity"],
+                       row_pos["avg_price"] or ZERO, row_pos["realized_pnl"])
+        realized = fill_position(pos, side, qty, px, ts)
+        row_pos["quantity"] = q18(pos.quantity)
+        row_pos["avg_price"] = q18(pos.avg_price) if pos.quantity else None
+        row_pos["realized_pnl"] = q18(pos.realized_pnl)
+        if fee_ccy == row_pos["fee_currency"]:
+            row_pos["fees"] = q18(row_pos["fees"] + fee)
+        moves = (balance_moves(terms, side, qty, px, realized, fee, fee_ccy) if terms is not None
+                 else [(fee_ccy, -fee)])
+        for ccy, amount in moves:
+            if amount:
+                self._move(ccy, amount, seq, ts)
 
-    def _position(self, inst: str, side: str, px: Decimal, qty: Decimal, fee: Decimal, fee_ccy: str, seq: int,
-                  ts: int) -> Decimal:
-        """Apply one fill to the instrument's net position; returns the realized PnL it booked."""
+    def _terms(self, inst: str) -> Terms | None:
+        """The instrument's contract: from its InstrumentDefined, else a spot pair split from its symbol."""
+        spec = self.instruments.get(inst)
+        if spec is not None:
+            return Terms(spec["kind"], spec["base_currency"], spec["quote_currency"], spec["settlement_currency"],
+                         spec["multiplier"])
+        pair = split_symbol(inst)
+        return Terms("SPOT", pair[0], pair[1], pair[1]) if pair is not None else None
+
+    def _position_row(self, inst: str, fee_ccy: str, seq: int, ts: int) -> dict[str, Any]:
         pos = self.positions.get(inst)
         if pos is None:
             pos = self.positions[inst] = {
@@ -297,30 +274,9 @@ class Fold:
                 "last_seq": seq,
             }
         self.dirty["positions"].add(inst)
-        signed = qty if side == "BUY" else -qty
-        q = pos["quantity"]
-        realized = ZERO
-        if not q or (q > 0) == (signed > 0):  # open or add: weighted average entry
-            new_q = q + signed
-            pos["avg_price"] = q18((abs(q) * (pos["avg_price"] or ZERO) + qty * px) / abs(new_q)) if new_q else None
-        else:  # reduce, close or flip
-            closed = min(qty, abs(q))
-            avg = pos["avg_price"] or ZERO
-            realized = q18((px - avg) * closed if q > 0 else (avg - px) * closed)
-            new_q = q + signed
-            if not new_q:
-                pos["avg_price"] = None
-            elif (new_q > 0) != (q > 0):
-                pos["avg_price"] = px  # flipped: the remainder opened at this fill's price
-            pos["realized_pnl"] = q18(pos["realized_pnl"] + realized)
-        pos["quantity"] = q18(new_q)
-        if pos["fee_currency"] is None:
-            pos["fee_currency"] = fee_ccy
-        if fee_ccy == pos["fee_currency"]:
-            pos["fees"] = q18(pos["fees"] + fee)
         pos["fills"] += 1
         pos["last_ts"], pos["last_seq"] = ts, seq
-        return realized
+        return pos
 
     # ---- balances and instruments -------------------------------------------------------------------------------
 
@@ -353,7 +309,7 @@ class Fold:
         self.instruments[inst] = {
             "namespace": self.namespace, "instrument_id": inst, "venue": d["venue"], "kind": d["kind"],
             "base_currency": d["base_currency"], "quote_currency": d["quote_currency"],
-            "settlement_currency": d["settlement_currency"], "last_seq": seq,
+            "settlement_currency": d["settlement_currency"], "multiplier": q18(d["multiplier"]), "last_seq": seq,
         }
         self.dirty["instruments"].add(inst)
 
@@ -369,7 +325,7 @@ class Fold:
 
     def _on_RunStarted(self, d: dict[str, Any], seq: int, ts: int) -> None:
         row = self._run(d["run_id"])
-        row.update(mode=d["mode"], strategy=d["strategy"], params=_canonical_json(d["params"]), config=d["config"],
+        row.update(mode=d["mode"], strategy=d["strategy"], params=canonical_json(d["params"]), config=d["config"],
                    code_version=d["code_version"], source_namespace=d.get("source_namespace"),
                    source_from_ts=d.get("source_from_ts"), source_to_ts=d.get("source_to_ts"), seed=d.get("seed"),
                    started_ts=ts, started_seq=seq)
@@ -528,7 +484,7 @@ class Projector:
                     f"the checkpoint of {self.namespace} moved under this projector (expected seq {self.last_seq}): "
                     "another projector is folding it into the same database; run one at a time")
             self._load_orders(conn, fold, batch)
-            with decimal.localcontext(prec=80):
+            with decimal.localcontext(ARITHMETIC):
                 for name, data, seq, ts in batch:
                     fold.apply(name, data, seq, ts)
             for table, rows in fold.take_changes().items():

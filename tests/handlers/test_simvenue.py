@@ -568,7 +568,7 @@ def test_margin_account_allows_shorts_up_to_leverage():
     assert sim.submit(order("s1", side="SELL", qty="20.01"), T0 + MIN)[0][1]["reason_code"] == "INSUFFICIENT_BALANCE"
     assert names(sim.submit(order("s2", side="SELL", qty="20"), T0 + MIN)) == ["OrderAccepted"]  # 2000 <= 2 * 1000
     sim.feed(bar(1, "100", "101", "99", "100"))
-    assert sim.venue.balances["BTC"] == D(-20) and sim.venue.positions[IID][0] == D(-20)
+    assert sim.venue.balances["BTC"] == D(-20) and sim.venue.positions[IID].quantity == D(-20)
     # reducing the short is always allowed
     assert names(sim.submit(order("b1", qty="5"), T0 + 2 * MIN)) == ["OrderAccepted"]
 
@@ -725,6 +725,6 @@ def test_venue_balances_match_the_portfolio_fold(kind):
         portfolio.apply(name, data, ts)
     assert len(fills(sim.events)) == 3
     assert portfolio.balances == {k: v for k, v in sim.venue.balances.items() if v or k in portfolio.balances}
-    assert sim.venue.positions[IID][0] == portfolio.position_quantity(IID) == 0
+    assert sim.venue.positions[IID].quantity == portfolio.position_quantity(IID) == 0
     if kind == "PERPETUAL":  # realized: (101.5 - 100.2) * 3 + (101.5 - 99.8) * 2 = 7.3; fees: 0.6012 + 0.5075 + 0.1996
         assert sim.venue.balances["USDT"] == D(100000) + D("7.3") - D("0.6012") - D("0.5075") - D("0.1996")

@@ -184,12 +184,6 @@ def test_hot_path_is_cheap():
     assert per < 20e-6
 
 
-def test_module_constants_agree_with_the_risk_engine():
-    from handlers import risk as handler
-
-    assert handler.RATE_MEMORY == riskmod.RATE_MEMORY
-
-
 @pytest.mark.parametrize("event", ["Bar", "TradeTick", "QuoteTick"])
 def test_price_events_are_folded(event):
     assert event in RiskState.EVENTS

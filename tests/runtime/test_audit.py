@@ -365,3 +365,34 @@ def test_verify_unknown_namespace_is_one_line(tmp_path: Path) -> None:
     _build(tmp_path, steps=1)
     r = _tape(tmp_path, "audit", "verify", "nope")
     assert r.exit_code == 2 and "nope" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_sql_orders_and_audit_show_the_same_status_names(runs: Path, tmp_path: Path) -> None:
+    """One lifecycle vocabulary: the read model's status of every order is the one `tape audit order` shows."""
+    from projections.sql.db import make_engine, upgrade
+    from projections.sql import models as m
+    from projections.sql.projector import project
+    import sqlalchemy as sa
+
+    log = Log.open(f"file:{runs}")
+    run_backtest(log, BacktestSpec(**{**SPEC, "strategy": "market_maker", "params": {"quantity": "0.01"},
+                                      "risk": {"max_open_orders": 1, "queue": {"rate_per_second": 1, "burst": 1}}}),
+                 run_id="bt-mm")
+    engine = make_engine(f"sqlite:///{tmp_path / 'read.sqlite'}")
+    upgrade(engine)
+    seen: set[str] = set()
+    for ns in ("bt-c", "bt-risk", "bt-mm"):
+        project(log, engine, ns)
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(m.orders.c.client_order_id, m.orders.c.status)
+                                .where(m.orders.c.namespace == ns)).all()
+        assert rows
+        by_status: dict[str, list[str]] = {}
+        for cid, status in sorted(rows):
+            by_status.setdefault(status, []).append(cid)
+        for status, cids in by_status.items():  # every status the table holds, a few orders of each
+            for cid in cids[:3] + cids[-2:]:
+                assert order_chain(log, cid, ns).summary["status"] == status, (ns, cid)
+            seen.add(status)
+    engine.dispose()
+    assert {"FILLED", "RISK_REJECTED", "CANCELED"} <= seen, seen

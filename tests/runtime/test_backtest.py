@@ -159,3 +159,15 @@ def test_the_readme_example_configs_load_and_run(store: Path) -> None:
                         risk=load_risk_config(examples / "risk.toml"), venue=load_venue_config(examples / "venue.toml"))
     r = run_backtest(Log.open(f"file:{store}"), spec, run_id="bt-readme")
     assert r.statistics["fills"] > 0 and r.statistics["fees_paid"] > 0
+
+
+def test_cli_backtest_json_keeps_every_decimal_digit(store: Path, tmp_path: Path) -> None:
+    """An 18-place value with 29 significant digits comes out of --json as it went in (no 28-digit rounding)."""
+    exact = "12345678901.123456789012345678"
+    venue = tmp_path / "venue.toml"
+    venue.write_text(f'starting_balances = {{ USDT = "{exact}" }}\n')
+    args = ["--store", f"file:{store}", "backtest", "--source", "src", "--strategy", "sma_cross", "--param",
+            "fast=5", "--param", "slow=20", "--param", "quantity=0.5", "--venue", str(venue), "--json"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["statistics"]["start_equity"] == exact

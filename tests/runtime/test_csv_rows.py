@@ -3,6 +3,8 @@ from decimal import Decimal
 
 import pytest
 
+from schemas.ids import split_symbol
+
 from runtime.ingest import (
     CsvSpec,
     IngestError,
@@ -14,7 +16,7 @@ from runtime.ingest import (
     iter_rows,
     parse_decimal,
     plan_batches,
-    split_symbol,
+
 )
 
 JAN1 = 1_704_067_200 * 10**9

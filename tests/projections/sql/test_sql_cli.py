@@ -42,20 +42,20 @@ def test_db_status_and_upgrade(cli, db_url, sql_log):
     store = f"--store={sql_log.url}"
     r = cli(store, "db", "status", "--db", db_url)
     assert r.exit_code == 1, r.output
-    assert "current:  (empty)" in r.stdout and "head:     0001" in r.stdout
+    assert "current:  (empty)" in r.stdout and "head:     0002" in r.stdout
     assert "has no tape schema yet: run `tape db upgrade`" in r.stdout
 
     r = cli(store, "db", "upgrade", "--db", db_url)
     assert r.exit_code == 0, r.output
-    assert r.stdout.strip().endswith("schema upgraded (empty) → 0001")
+    assert r.stdout.strip().endswith("schema upgraded (empty) → 0002")
     r = cli(store, "db", "upgrade", "--db", db_url)
-    assert r.exit_code == 0 and r.stdout.strip().endswith("schema already at 0001")
+    assert r.exit_code == 0 and r.stdout.strip().endswith("schema already at 0002")
 
     hand_log(sql_log, "hand")
     assert cli(store, "project", "hand", "--db", db_url).exit_code == 0
     r = cli(store, "db", "status", "--db", db_url)
     assert r.exit_code == 0, r.output
-    assert "current:  0001" in r.stdout and "status:   up to date" in r.stdout
+    assert "current:  0002" in r.stdout and "status:   up to date" in r.stdout
     assert re.search(r"hand\s+sql\s+seq 39\s+\(36 events\)", r.stdout)
 
 
@@ -80,8 +80,12 @@ def test_project_refuses_an_out_of_date_schema(cli, db_url, engines, sql_log, py
     r = cli(store, "project", "hand", "--db", db_url)
     assert isinstance(r.exception, SchemaOutOfDate) and "revision ffff99, unknown to this version" in str(r.exception)
     assert cli(store, "db", "status", "--db", db_url).exit_code == 1
-    with engine.begin() as conn:
+    with engine.begin() as conn:  # an older revision: behind this code
         conn.execute(sa.text(f"UPDATE {m.VERSION_TABLE} SET version_num = '0001'"))
+    r = cli(store, "project", "hand", "--db", db_url)
+    assert isinstance(r.exception, SchemaOutOfDate) and "tape db upgrade" in str(r.exception)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE {m.VERSION_TABLE} SET version_num = '0002'"))
     r = cli(store, "project", "hand", "--db", db_url)
     assert r.exit_code == 0, r.output
     assert dump(engine, "hand")["projection_checkpoint"] == [("sql", 39, 36)]

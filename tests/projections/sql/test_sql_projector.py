@@ -12,7 +12,8 @@ from sqlkit import BIG, generate, hand_log, rows, dump, fill, intent, submitted,
 from projections.sql import models as m
 from projections.sql import projector as projector_mod
 from projections.sql.models import Dec, DecimalOutOfRange, q18
-from projections.sql.projector import ProjectionConflict, Projector, project, split_symbol
+from projections.sql.projector import ProjectionConflict, Projector, project
+from schemas.ids import split_symbol
 
 D = Decimal
 T0 = 1_700_000_000_000_000_000
@@ -60,7 +61,7 @@ def test_hand_computed_rows(db, sql_log):
 
     orders = rows(db, m.orders, "hand")
     assert {k: v["status"] for k, v in orders.items()} == {
-        "o1": "FILLED", "o2": "DENIED", "o3": "FILLED", "o4": "CANCELED", "o5": "FILLED", "o6": "REJECTED",
+        "o1": "FILLED", "o2": "RISK_REJECTED", "o3": "FILLED", "o4": "CANCELED", "o5": "FILLED", "o6": "REJECTED",
         "e1": "FILLED"}
     o1 = orders["o1"]
     exact(o1["filled_quantity"], "0.3")
