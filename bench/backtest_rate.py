@@ -17,7 +17,7 @@ from decimal import Decimal
 
 from eventstore.store import Log
 from eventstore.writer import Draft
-from runtime.research import BacktestSpec, run_backtest
+from runtime.backtest.runner import BacktestSpec, run_backtest
 
 IID = "BTCUSDT.BENCH"
 T0 = 1_700_000_000_000_000_000

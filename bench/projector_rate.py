@@ -23,11 +23,11 @@ sys.path.insert(0, str(ROOT / "tests" / "projections" / "sql"))
 
 import sqlalchemy as sa  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
+from sqlkit import generate  # noqa: E402
 
 from eventstore.store import Log  # noqa: E402
 from projections.sql.db import make_engine, upgrade  # noqa: E402
 from projections.sql.projector import HANDLED, project  # noqa: E402
-from sqlkit import generate  # noqa: E402
 
 NS = "bench"
 

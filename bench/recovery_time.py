@@ -34,12 +34,12 @@ from eventstore.seek import last_event  # noqa: E402
 from eventstore.store import Log  # noqa: E402
 from handlers.queue import OutboundQueue  # noqa: E402
 from handlers.risk import RiskEngine  # noqa: E402
-from handlers.simvenue import SimulatedVenue  # noqa: E402
 from handlers.strategy import load_strategy, parse_params  # noqa: E402
+from handlers.venues.sim.venue import SimulatedVenue  # noqa: E402
 from projections.snapshot import read_snapshot  # noqa: E402
 from projections.state import State  # noqa: E402
-from runtime.engine import Engine  # noqa: E402
-from runtime.recovery import recover  # noqa: E402
+from runtime.engine.loop import Engine  # noqa: E402
+from runtime.replay.recovery import recover  # noqa: E402
 
 IID = "BTCUSDT.BENCH"
 T0 = 1_700_000_000_000_000_000

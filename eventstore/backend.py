@@ -5,8 +5,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Iterator
 
-from .batch import Record
-from .codec import SchemaStore
+from eventstore.batch import Record
+from eventstore.codec import SchemaStore
 
 TOPIC_PARTITIONS = {"market": 1, "intents": 1, "executions": 1, "system": 1}
 

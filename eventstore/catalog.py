@@ -8,8 +8,8 @@ from typing import Any
 
 from fastavro.schema import parse_schema, to_parsing_canonical_form
 
-from .crc64 import crc64_avro
-from .errors import SchemaError
+from eventstore.crc64 import crc64_avro
+from eventstore.errors import SchemaError
 
 TOPICS = ("market", "intents", "executions", "system")
 MAGIC = b"\xc3\x01"

@@ -9,8 +9,8 @@ from typing import Any, Callable, NamedTuple, Protocol
 from fastavro import schemaless_reader, schemaless_writer
 from fastavro.schema import parse_schema
 
-from .catalog import MAGIC, Catalog, EventType, canonical_form, fingerprint
-from .errors import IncompatibleSchema, SchemaError, UnknownSchema
+from eventstore.catalog import MAGIC, Catalog, EventType, canonical_form, fingerprint
+from eventstore.errors import IncompatibleSchema, SchemaError, UnknownSchema
 
 
 class SchemaStore(Protocol):

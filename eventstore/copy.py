@@ -11,9 +11,9 @@ from __future__ import annotations
 import heapq
 from typing import Any, Callable, Iterator
 
-from .backend import Backend, Commit
-from .batch import Record
-from .errors import CorruptLog, StoreError
+from eventstore.backend import Backend, Commit
+from eventstore.batch import Record
+from eventstore.errors import CorruptLog, StoreError
 
 CHUNK_EVENTS = 20_000
 

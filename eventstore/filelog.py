@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from .backend import TOPIC_PARTITIONS, Backend, Commit, Cursor, NamespaceReader, NamespaceWriter, PartitionInfo
-from .batch import Record, iter_records
-from .codec import check_fingerprint, schema_file_text
-from .errors import LockedNamespace, StoreError
-from .partition import Partition
+from eventstore.backend import TOPIC_PARTITIONS, Backend, Commit, Cursor, NamespaceReader, NamespaceWriter, PartitionInfo
+from eventstore.batch import Record, iter_records
+from eventstore.codec import check_fingerprint, schema_file_text
+from eventstore.errors import LockedNamespace, StoreError
+from eventstore.partition import Partition
 
 COMMITS = "_commits"
 _COMMIT_VALUE = struct.Struct(">Q")

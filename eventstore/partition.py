@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from .batch import HEADER, Bad, BatchInfo, Record, Torn, encode_batch, iter_records, parse_header
-from .errors import CorruptLog
+from eventstore.batch import HEADER, Bad, BatchInfo, Record, Torn, encode_batch, iter_records, parse_header
+from eventstore.errors import CorruptLog
 
 # One sparse entry per indexed batch: relative offset u32, byte position u32, first seq u64, and the largest
 # ts_event of every record before the batch i64. Offsets, seqs and that running maximum never decrease, so

@@ -5,11 +5,11 @@ import heapq
 import time
 from typing import Any, Callable, Iterable, Iterator
 
-from .backend import NamespaceReader
-from .batch import Record
-from .catalog import TOPICS, Catalog, topic_of
-from .codec import Codec
-from .errors import CorruptLog
+from eventstore.backend import NamespaceReader
+from eventstore.batch import Record
+from eventstore.catalog import TOPICS, Catalog, topic_of
+from eventstore.codec import Codec
+from eventstore.errors import CorruptLog
 
 
 class Event:

@@ -1,8 +1,8 @@
 """Find the last event of a type without reading the namespace from its start."""
 from __future__ import annotations
 
-from .replay import Event
-from .store import Log
+from eventstore.replay import Event
+from eventstore.store import Log
 
 FIRST_WINDOW = 1 << 14
 GROWTH = 8

@@ -5,13 +5,13 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from .backend import Backend
-from .catalog import Catalog
-from .codec import Codec, Registry
-from .errors import StoreError
-from .filelog import FileLog
-from .replay import Replay
-from .writer import Writer
+from eventstore.backend import Backend
+from eventstore.catalog import Catalog
+from eventstore.codec import Codec, Registry
+from eventstore.errors import StoreError
+from eventstore.filelog import FileLog
+from eventstore.replay import Replay
+from eventstore.writer import Writer
 
 DEFAULT_STORE = "file:./tape-data"
 
@@ -20,7 +20,7 @@ def backend_for(url: str) -> Backend:
     """The backend a store URL names."""
     if url.startswith("kafka://"):
         try:
-            from .kafkalog import KafkaLog
+            from eventstore.kafkalog import KafkaLog
         except ImportError:
             raise StoreError(f"store {url}: the Kafka backend is not available in this build; use a file: store") from None
         return KafkaLog(url)

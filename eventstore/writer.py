@@ -10,13 +10,12 @@ from typing import Any, Callable, Iterable, Sequence
 from fastavro import schemaless_writer
 from kafka.partitioner.default import murmur2
 
+from eventstore.backend import Commit, NamespaceWriter
+from eventstore.batch import Record
+from eventstore.catalog import Catalog, EventType
+from eventstore.codec import Registry, raw_decimals, unscaled_bytes
+from eventstore.errors import SchemaError, TapeError
 from schemas.ids import event_id
-
-from .backend import Commit, NamespaceWriter
-from .batch import Record
-from .catalog import Catalog, EventType
-from .codec import Registry, raw_decimals, unscaled_bytes
-from .errors import SchemaError, TapeError
 
 
 @dataclass(slots=True)

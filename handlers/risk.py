@@ -46,7 +46,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from projections.risk import RATE_MEMORY
-from schemas.decimals import ARITHMETIC as _CTX, ONE as _ONE, Q18, ZERO as _ZERO, text
+from schemas.decimals import ARITHMETIC as _CTX
+from schemas.decimals import ONE as _ONE
+from schemas.decimals import Q18, text
+from schemas.decimals import ZERO as _ZERO
 from schemas.errors import TapeError
 
 RULE_ORDER = ("trading_state", "allowed_instruments", "unknown_instrument", "invalid_order", "quantity_precision",

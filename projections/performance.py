@@ -22,10 +22,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from typing import Any, Iterable, Mapping, Sequence
 
-from schemas.decimals import ARITHMETIC as _CTX, ONE as _ONE, Q18, ZERO as _ZERO
+from projections.market import MarketState
+from schemas.decimals import ARITHMETIC as _CTX
+from schemas.decimals import ONE as _ONE
+from schemas.decimals import Q18
+from schemas.decimals import ZERO as _ZERO
 from schemas.errors import TapeError
 
-from .market import MarketState
 YEAR_NS = 365 * 24 * 3600 * 10**9
 
 

@@ -18,11 +18,12 @@ from __future__ import annotations
 from decimal import Decimal, localcontext
 from typing import Any
 
-from schemas.decimals import ARITHMETIC as _CTX, ONE as _ONE, ZERO as _ZERO
+from projections.accounting import DERIVATIVES, Position, book_fill
+from projections.market import Instrument, MarketState
+from schemas.decimals import ARITHMETIC as _CTX
+from schemas.decimals import ONE as _ONE
+from schemas.decimals import ZERO as _ZERO
 from schemas.errors import TapeError
-
-from .accounting import DERIVATIVES, Position, book_fill
-from .market import Instrument, MarketState
 
 
 class UnmarkedCurrency(TapeError):

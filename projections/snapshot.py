@@ -23,10 +23,11 @@ from fastavro.schema import parse_schema
 from eventstore.catalog import Catalog, EventType
 from eventstore.codec import Codec, Registry, encode_value
 from eventstore.errors import SchemaError, TapeError
-from schemas.decimals import ARITHMETIC as _SENS_CTX, EXACT as _QCTX, PRECISION, Q18
-
-from .orders import ORDER_FIELDS, TERMINAL
-from .state import State
+from projections.orders import ORDER_FIELDS, TERMINAL
+from projections.state import State
+from schemas.decimals import ARITHMETIC as _SENS_CTX
+from schemas.decimals import EXACT as _QCTX
+from schemas.decimals import PRECISION, Q18
 
 STATE_TYPE = "tape.state.EngineState"
 _MAX_UNSCALED = 10 ** PRECISION

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from projections.market import MarketState
+from projections.orders import Orders
+from projections.portfolio import Portfolio
+from projections.risk import RiskState
 from schemas.names import MARKET
-
-from .market import MarketState
-from .orders import Orders
-from .portfolio import Portfolio
-from .risk import RiskState
 
 
 class State:

@@ -6,9 +6,8 @@ from decimal import Decimal
 from typing import Any
 
 from eventstore.replay import Event
+from runtime.times import format_ns
 from schemas.decimals import exact_text, plain
-
-from .timeparse import format_ns
 
 SUMMARY_VALUE_MAX = 40
 

@@ -14,9 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
+from projections.sql.models import VERSION_TABLE
 from schemas.errors import TapeError
-
-from .models import VERSION_TABLE
 
 SQLITE_FILE = "tape.sqlite"
 
@@ -220,7 +219,7 @@ def downgrade(engine: Engine, revision: str) -> None:
 
 def checkpoints(engine: Engine) -> Iterator[tuple[str, str, int, int]]:
     """(namespace, projector, last_seq, events) of every checkpoint, if the table exists."""
-    from .models import checkpoint
+    from projections.sql.models import checkpoint
 
     with engine.connect() as conn:
         if not sa.inspect(conn).has_table(checkpoint.name):

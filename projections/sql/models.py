@@ -32,7 +32,9 @@ from typing import Any, Optional
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from schemas.decimals import EXACT as _CTX, PRECISION, Q18 as QUANTUM, SCALE
+from schemas.decimals import EXACT as _CTX
+from schemas.decimals import PRECISION, SCALE
+from schemas.decimals import Q18 as QUANTUM
 
 ZERO = Decimal(0).quantize(QUANTUM)
 VERSION_TABLE = "tape_alembic_version"

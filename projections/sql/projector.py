@@ -24,16 +24,15 @@ from typing import Any, Callable, Iterable, Iterator
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from projections.accounting import Position, Terms, balance_moves, fill_position
+from projections.orders import FINAL, UNKNOWN, lifecycle_status
+from projections.sql import models as m
+from projections.sql.db import connect_error, require_current_schema
+from projections.sql.models import ZERO, q18
 from schemas.decimals import ARITHMETIC, ONE, canonical_json
 from schemas.errors import TapeError
 from schemas.ids import split_symbol
 from schemas.names import ORDER_CHAIN
-
-from ..accounting import Position, Terms, balance_moves, fill_position
-from ..orders import FINAL, UNKNOWN, lifecycle_status
-from . import models as m
-from .db import connect_error, require_current_schema
-from .models import ZERO, q18
 
 PROJECTOR = "sql"
 BATCH_EVENTS = 2000

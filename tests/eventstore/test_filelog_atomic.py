@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from eventstore.partition import Partition
-from logkit import KINDS, check_chain, open_log, segment, step, steps_of
+from logkit import check_chain, open_log, segment, step, steps_of
 
 ORDER = ["market-0", "intents-0", "executions-0", "system-0", "_commits"]  # the order a KINDS step is written
 

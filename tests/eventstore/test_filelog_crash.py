@@ -1,7 +1,6 @@
 """Real crashes: a writer process SIGKILLed at random times, restarted, again and again."""
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from handlers.risk import RULE_ORDER, RiskConfigError, RiskEngine, build_rules, load_risk_config, \
-    parse_risk_config
+from handlers.risk import RULE_ORDER, RiskConfigError, RiskEngine, build_rules, load_risk_config, parse_risk_config
 from projections.risk import DAY_NS
 from projections.state import State
 

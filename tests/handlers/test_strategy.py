@@ -12,7 +12,7 @@ from eventstore.store import Log
 from eventstore.writer import Draft
 from handlers.strategies.sma_cross import SmaCross
 from handlers.strategy import Strategy, load_strategy, params_as_strings, parse_params
-from runtime.research import BacktestSpec, run_backtest
+from runtime.backtest.runner import BacktestSpec, run_backtest
 
 IID = "ETHUSDT.SIM"
 T0 = 1_700_000_000_000_000_000

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import pytest
+from projkit import D, ack, fill, submitted
 
 from eventstore.errors import TapeError
-from projections.orders import (EVENTS, LEGAL, STATUSES, TERMINAL, IllegalTransition, Orders)
-from projkit import D, ack, fill, submitted
+from projections.orders import EVENTS, LEGAL, STATUSES, TERMINAL, IllegalTransition, Orders
 
 CID = "o-1"
 X = "ILLEGAL"

@@ -4,11 +4,19 @@ from __future__ import annotations
 import math
 
 import pytest
-
-from projections.performance import (YEAR_NS, CurveOrderError, EquityCurve, RoundTrip, RoundTrips,
-                                     infer_periods_per_year, max_drawdown, statistics)
 from projkit import IID, D, fill, instrument, market
 from test_portfolio import FILLS
+
+from projections.performance import (
+    YEAR_NS,
+    CurveOrderError,
+    EquityCurve,
+    RoundTrip,
+    RoundTrips,
+    infer_periods_per_year,
+    max_drawdown,
+    statistics,
+)
 
 DAY = 24 * 3600 * 10**9
 
@@ -163,8 +171,9 @@ def test_infer_periods_per_year_uses_median_spacing():
 
 
 def test_curve_records_a_portfolio():
-    from projections.portfolio import Portfolio
     from projkit import account
+
+    from projections.portfolio import Portfolio
     m = market()
     p = Portfolio(m)
     p.apply("AccountState", account(USDT="100"), 0)

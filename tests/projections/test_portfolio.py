@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import pytest
+from projkit import IID, D, account, fill, instrument, market, submitted, trade
 
 from projections.orders import Orders
 from projections.portfolio import MixedCurrencies, Portfolio, UnknownInstrument, UnmarkedCurrency
-from projkit import IID, D, account, fill, instrument, market, submitted, trade
 
 # The golden sequence (fees are 0.1% of notional, charged in USDT). Orders: A buy 1; B buy 1 (two partial
 # fills); C sell 1.5; D sell 1.5 (two partial fills, the first flips the position); E buy 1 (closes the short).

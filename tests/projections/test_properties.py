@@ -6,10 +6,10 @@ from decimal import Decimal
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from projkit import IID, D, account, fill, instrument, market, trade
 
 from projections.performance import RoundTrips
 from projections.portfolio import Portfolio
-from projkit import IID, D, account, fill, instrument, market, trade
 
 # Rounding of average prices to 18 places is the only inexact step: its error per fill is below
 # 0.5e-18 × quantity, so the identities below hold to far better than this.

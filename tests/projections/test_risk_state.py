@@ -6,7 +6,6 @@ from decimal import Decimal
 import pytest
 from projkit import IID, account, fill, instrument, submitted
 
-from projections import risk as riskmod
 from projections.risk import DAY_NS, RATE_MEMORY, RiskState
 from projections.state import State
 

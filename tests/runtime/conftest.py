@@ -8,7 +8,7 @@ from typing import Callable
 import pytest
 from typer.testing import CliRunner
 
-from runtime.cli import app
+from runtime.cli.app import app
 
 T0_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z in ms
 

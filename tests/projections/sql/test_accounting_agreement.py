@@ -8,12 +8,12 @@ from __future__ import annotations
 import random
 from decimal import Decimal
 
+from sqlkit import rows
+
 from eventstore.writer import Draft
 from projections.sql import models as m
 from projections.sql.projector import project
 from projections.state import State
-
-from sqlkit import rows
 
 D = Decimal
 T0 = 1_700_000_000_000_000_000

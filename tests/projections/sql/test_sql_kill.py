@@ -33,7 +33,7 @@ def test_sigkill_mid_batch_then_restart(db, sql_log, engines, tmp_path, python, 
     url = db.url.render_as_string(hide_password=False)
     ref = engines(f"sqlite:///{tmp_path / 'reference.sqlite'}")
     upgrade(ref)
-    cmd = [python, "-m", "runtime.cli_db", f"--store={sql_log.url}", "project", NS, "--db", url,
+    cmd = [python, "-m", "runtime.cli", f"--store={sql_log.url}", "project", NS, "--db", url,
            "--batch-events", str(BATCH)]
     rng = random.Random(20240607)
     kills: list[int] = []

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from sqlkit import BIG, generate, hand_log, rows, dump, fill, intent, submitted, accepted_by_risk
+from sqlkit import BIG, accepted_by_risk, dump, fill, generate, hand_log, intent, rows, submitted
 
 from projections.sql import models as m
 from projections.sql import projector as projector_mod

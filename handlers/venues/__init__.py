@@ -1,0 +1,1 @@
+"""Venue adapters: where orders meet a venue, simulated (sim/) or real."""

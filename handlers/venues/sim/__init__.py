@@ -1,0 +1,1 @@
+"""The simulated venue: deterministic matching against the history being replayed."""

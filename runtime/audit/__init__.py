@@ -1,0 +1,1 @@
+"""The audit trail: order chains, trade listings and the integrity of a log; queries over the log alone."""

@@ -1,0 +1,115 @@
+"""`tape backtest` and `tape runs`: the research runtime from the command line."""
+from __future__ import annotations
+
+import json
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from runtime.backtest.runner import SNAPSHOT_EVERY, BacktestSpec, run_backtest
+from runtime.backtest.runs import list_runs, run_report
+from runtime.cli import output
+from runtime.cli.context import cli_context
+from runtime.times import human_ns
+from schemas.decimals import exact_text, plain
+
+runs_app = typer.Typer(no_args_is_help=True, help="Backtest runs recorded in the store.")
+
+
+def _config(path: Optional[Path], what: str) -> dict[str, Any]:
+    if path is None:
+        return {}
+    if what == "risk":
+        from handlers.risk import load_risk_config
+
+        return load_risk_config(path)
+    from handlers.venues.sim.venue import load_venue_config
+
+    return load_venue_config(path)
+
+
+def backtest(
+    ctx: typer.Context,
+    source: str = typer.Option(..., "--source", metavar="NS", help="Namespace holding the market history."),
+    strategy: str = typer.Option(..., "--strategy", metavar="NAME", help="Built-in name or module:Class."),
+    param: Optional[List[str]] = typer.Option(None, "--param", metavar="K=V", help="Strategy parameter (repeatable)."),
+    from_: Optional[str] = typer.Option(None, "--from", metavar="TIME", help="Start of the slice (inclusive)."),
+    to: Optional[str] = typer.Option(None, "--to", metavar="TIME", help="End of the slice (exclusive)."),
+    risk: Optional[Path] = typer.Option(None, "--risk", metavar="FILE", help="Risk limits (TOML or JSON)."),
+    venue: Optional[Path] = typer.Option(None, "--venue", metavar="FILE", help="Simulated venue (TOML or JSON)."),
+    run_id: Optional[str] = typer.Option(None, "--run-id", metavar="NAME", help="Run namespace (default: bt-<hash of inputs>)."),
+    snapshot_every: int = typer.Option(SNAPSHOT_EVERY, "--snapshot-every", min=0, metavar="N",
+                                       help="Write a state snapshot every N events folded (0: none)."),
+    as_json: bool = typer.Option(False, "--json", help="Statistics and round trips as JSON."),
+) -> None:
+    """Replay a slice of history through a strategy, the risk engine and the simulated venue."""
+    spec = BacktestSpec(source=source, strategy=strategy, params=output.params_option(param or []),
+                        from_ts=output.time_option(from_, "--from"), to_ts=output.time_option(to, "--to"),
+                        risk=_config(risk, "risk"), venue=_config(venue, "venue"), snapshot_every=snapshot_every)
+    log = cli_context(ctx).open()
+    console = output.console(stderr=True)
+    with Progress(TextColumn("[bold]backtest"), BarColumn(), TextColumn("{task.completed:,} events"),
+                  TimeElapsedColumn(), console=console, transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("replay", total=None)
+        result = run_backtest(log, spec, run_id=run_id, progress=lambda n, ts: bar.update(task, completed=n))
+    report = run_report(result)
+    if as_json:
+        sys.stdout.write(json.dumps(plain(report), indent=2, sort_keys=True) + "\n")
+        return
+    _print_report(report)
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    console = output.console()
+    console.print(f"run [bold]{report['run_id']}[/bold]  source {report['source']}  strategy {report['strategy']} "
+                  f"{' '.join(f'{k}={v}' for k, v in sorted(report['params'].items()))}")
+    table = output.table("statistic", "value", right=("value",))
+    for key, value in report["statistics"].items():
+        if key.endswith("_ns") and isinstance(value, int):  # durations read as durations; --json keeps the ns
+            table.add_row(key[:-3], human_ns(value))
+        else:
+            table.add_row(key, _fmt(value))
+    console.print(table)
+    console.print(f"{len(report['round_trips'])} round trips; events in {report['events_in']:,}, "
+                  f"events written {report['events_out']:,}")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, Decimal):
+        shown = value.quantize(Decimal("0.00000001")) if value.as_tuple().exponent < -8 else value
+        return exact_text(shown)
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(value.items()))
+    return str(value)
+
+
+@runs_app.command("list")
+def runs_list(ctx: typer.Context) -> None:
+    """Backtest runs: id, strategy, parameters, source slice, events."""
+    log = cli_context(ctx).open()
+    table = output.table("run", "strategy", "params", "source", "from", "to", "events", right=("events",))
+    for r in list_runs(log):
+        table.add_row(r["run_id"], r["strategy"], " ".join(f"{k}={v}" for k, v in sorted(r["params"].items())),
+                      r["source"] or "", output.time_cell(r["from_ts"]), output.time_cell(r["to_ts"]), str(r["events"]))
+    output.console().print(table)
+
+
+@runs_app.command("show")
+def runs_show(ctx: typer.Context, run: str = typer.Argument(..., metavar="RUN"),
+              as_json: bool = typer.Option(False, "--json", help="Statistics and round trips as JSON.")) -> None:
+    """A run's parameters and statistics, rebuilt by replaying its log (and the source marks)."""
+    from runtime.backtest.runs import rebuild_run
+
+    report = rebuild_run(cli_context(ctx).open(), run)
+    if as_json:
+        sys.stdout.write(json.dumps(plain(report), indent=2, sort_keys=True) + "\n")
+        return
+    _print_report(report)

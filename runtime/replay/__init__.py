@@ -1,0 +1,1 @@
+"""Backtest = recovery = replay: the state of a namespace at any point, rebuilt from its log."""

@@ -1,0 +1,86 @@
+from decimal import Decimal
+
+import pytest
+
+from runtime.times import BadTime, auto_unit, format_ns, parse_cell_time, parse_epoch, parse_time, parse_timeframe
+
+JAN1 = 1_704_067_200 * 10**9  # 2024-01-01T00:00:00Z
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2024-01-01", JAN1),
+        ("2024-01-01T00:00:00", JAN1),
+        ("2024-01-01T00:00:00Z", JAN1),
+        ("2024-01-01 00:00", JAN1),
+        ("2024-01-01T02:00:00+02:00", JAN1),
+        ("2023-12-31T19:00:00-0500", JAN1),
+        ("2024-01-01T01:30+01:30", JAN1),
+        ("2024-01-01T00:00:00.5Z", JAN1 + 500_000_000),
+        ("2024-01-01T00:00:00.123456789", JAN1 + 123_456_789),
+        ("2024-01-01T00:00:00,000001", JAN1 + 1_000),
+        (str(JAN1), JAN1),
+        ("0", 0),
+        ("  1704067200000000001 ", JAN1 + 1),
+    ],
+)
+def test_parse_time_accepts_iso_and_epoch_ns(text, expected):
+    assert parse_time(text) == expected
+
+
+@pytest.mark.parametrize("text", ["yesterday", "2024-13-01", "2024-02-30", "2024-01-01T25:00", "1.5", "", "2024-01-01T00:00+24:00",
+                                  "2024-01-01T00:00:00.1234567891"])
+def test_parse_time_rejects_with_value_and_formats(text):
+    with pytest.raises(BadTime) as e:
+        parse_time(text)
+    msg = str(e.value)
+    assert repr(text) in msg and "ISO-8601" in msg and "nanoseconds" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize(
+    "text, unit, expected",
+    [
+        ("1704067200", "auto", JAN1),
+        ("1704067200.25", "auto", JAN1 + 250_000_000),
+        ("1704067200000", "auto", JAN1),
+        ("1704067200000000", "auto", JAN1),
+        ("1704067200000000000", "auto", JAN1),
+        ("1704067200000", "us", JAN1 // 1000),
+        ("1704067200", "ms", JAN1 // 1000),
+        ("5", "ns", 5),
+    ],
+)
+def test_epoch_units(text, unit, expected):
+    assert parse_epoch(text, unit) == expected
+
+
+def test_auto_unit_boundaries():
+    assert [auto_unit(Decimal(v)) for v in ("99999999999", "1e11", "1e14", "1e17")] == ["s", "ms", "us", "ns"]
+
+
+def test_sub_nanosecond_epoch_is_an_error():
+    with pytest.raises(ValueError, match="below a nanosecond"):
+        parse_epoch("1.5", "ns")
+
+
+def test_cell_time_iso_or_none():
+    assert parse_cell_time("2024-01-01T00:00:00Z") == JAN1
+    assert parse_cell_time("not a time") is None
+
+
+def test_timeframes():
+    assert parse_timeframe("1m") == 60 * 10**9
+    assert parse_timeframe("4h") == 4 * 3600 * 10**9
+    assert parse_timeframe("1d") == 86400 * 10**9
+    for bad in ("1M", "0m", "m", "1.5h"):
+        with pytest.raises(BadTime):
+            parse_timeframe(bad)
+
+
+def test_format_ns_round_trips():
+    for ns in (JAN1, JAN1 + 1, JAN1 + 500_000_000, JAN1 + 123_456_000):
+        assert parse_time(format_ns(ns)) == ns
+    assert format_ns(JAN1) == "2024-01-01T00:00:00Z"
+    assert format_ns(JAN1 + 500_000_000) == "2024-01-01T00:00:00.500Z"
+    assert format_ns(JAN1 + 1) == "2024-01-01T00:00:00.000000001Z"
