@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from log_throughput import INSTRUMENT, T0, ticks  # noqa: E402
 
 from eventstore.catalog import Catalog  # noqa: E402
-from eventstore.kafkalog import KafkaLog  # noqa: E402
+from eventstore.kafka import KafkaLog  # noqa: E402
 from eventstore.store import Log  # noqa: E402
 from eventstore.writer import Draft  # noqa: E402
 

@@ -20,21 +20,29 @@ def backend_for(url: str) -> Backend:
     """The backend a store URL names."""
     if url.startswith("kafka://"):
         try:
-            from eventstore.kafkalog import KafkaLog
+            from eventstore.kafka import KafkaLog
         except ImportError:
             raise StoreError(f"store {url}: the Kafka backend is not available in this build; use a file: store") from None
         return KafkaLog(url)
+    path = file_store_path(url)
+    if path is None:
+        raise StoreError(f"unsupported store URL {url!r}: use file:PATH or kafka://HOST:PORT")
+    return FileLog(path)
+
+
+def file_store_path(url: str) -> str | None:
+    """The directory of a file: store URL (file:PATH, file://PATH or a bare path), or None for any other store."""
     if url.startswith("file://"):
         path = url[len("file://"):]
     elif url.startswith("file:"):
         path = url[len("file:"):]
     elif "://" in url:
-        raise StoreError(f"unsupported store URL {url!r}: use file:PATH or kafka://HOST:PORT")
+        return None
     else:
         path = url
     if not path:
         raise StoreError("empty store path: use file:PATH, e.g. file:./tape-data")
-    return FileLog(os.path.expanduser(path))
+    return os.path.expanduser(path)
 
 
 @dataclass

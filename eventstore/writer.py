@@ -8,13 +8,13 @@ from io import BytesIO
 from typing import Any, Callable, Iterable, Sequence
 
 from fastavro import schemaless_writer
-from kafka.partitioner.default import murmur2
 
 from eventstore.backend import Commit, NamespaceWriter
 from eventstore.batch import Record
 from eventstore.catalog import Catalog, EventType
 from eventstore.codec import Registry, raw_decimals, unscaled_bytes
 from eventstore.errors import SchemaError, TapeError
+from eventstore.murmur2 import murmur2
 from schemas.ids import event_id
 
 

@@ -18,7 +18,8 @@ import pytest
 
 from eventstore.copy import copy_namespace
 from eventstore.errors import LockedNamespace, StoreError, TapeError
-from eventstore.kafkalog import KafkaLog, KafkaNamespaceWriter
+from eventstore.kafka import Fenced, KafkaLog, KafkaNamespaceWriter
+from eventstore.kafka.transport import Unreachable
 from eventstore.store import Log
 from eventstore.writer import Draft, partition_for
 
@@ -324,10 +325,12 @@ def test_second_writer_is_refused_or_fences_the_first(store: Store) -> None:
         return
     assert store.kind == "kafka"
     try:
-        with pytest.raises(LockedNamespace, match=f"namespace '{ns}' was taken over by another writer") as info:
+        # typed: Fenced, a LockedNamespace, so the CLI reports it as one line like the file log's refusal
+        with pytest.raises(Fenced, match=f"namespace '{ns}' was taken over by another writer") as info:
             w1.append([trade(2)])
+        assert isinstance(info.value, LockedNamespace)
         assert "\n" not in str(info.value)
-        with pytest.raises(LockedNamespace):  # and stays fenced
+        with pytest.raises(Fenced):  # and stays fenced
             w1.append([trade(3)])
         assert w2.next_seq == 2
         w2.append([trade(4)])
@@ -429,7 +432,8 @@ def test_copy_file_to_kafka_to_file_is_byte_identical(kafka_bootstrap: str, tmp_
 # ---- Kafka only --------------------------------------------------------------------------------------------
 
 
-def test_kafka_unreachable_broker_is_one_line_store_error() -> None:
+@pytest.mark.parametrize("client", KAFKA_CLIENTS)
+def test_kafka_unreachable_broker_is_one_line_store_error(client: str) -> None:
     import socket
 
     with socket.socket() as s:
@@ -437,8 +441,9 @@ def test_kafka_unreachable_broker_is_one_line_store_error() -> None:
         port = s.getsockname()[1]
     url = f"kafka://127.0.0.1:{port}"
     t = time.monotonic()
-    with pytest.raises(StoreError, match=f"cannot reach a Kafka broker at {url}") as info:
-        Log(KafkaLog(url, timeout=2)).namespaces()
+    with pytest.raises(Unreachable, match=f"cannot reach a Kafka broker at {url}") as info:
+        Log(KafkaLog(url, timeout=2, client=client)).namespaces()
+    assert isinstance(info.value, StoreError)
     assert "\n" not in str(info.value)
     assert time.monotonic() - t < 10
     with pytest.raises(StoreError, match="kafka://HOST:PORT"):
