@@ -17,6 +17,7 @@ from decimal import Decimal
 
 from eventstore.store import Log
 from eventstore.writer import Draft
+from handlers.venues.sim.config import parse_venue_config
 from runtime.backtest.runner import BacktestSpec, run_backtest
 
 IID = "BTCUSDT.BENCH"
@@ -70,7 +71,7 @@ def main() -> None:
         n = sum(1 for e in log.replay("src", types=["Bar"]) if e.data)
         replay_s = time.perf_counter() - t
         spec = BacktestSpec(source="src", strategy="sma_cross", params={"fast": "10", "slow": "30", "quantity": "1"},
-                            venue={"starting_balances": {"USDT": "10000000"}})
+                            venue=parse_venue_config({"starting_balances": {"USDT": "10000000"}}))
         prof = cProfile.Profile() if args.profile else None
         t = time.perf_counter()
         if prof:

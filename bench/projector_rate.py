@@ -26,7 +26,8 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from sqlkit import generate  # noqa: E402
 
 from eventstore.store import Log  # noqa: E402
-from projections.sql.db import make_engine, upgrade  # noqa: E402
+from migrations import upgrade  # noqa: E402
+from projections.sql.db import make_engine  # noqa: E402
 from projections.sql.projector import HANDLED, project  # noqa: E402
 
 NS = "bench"

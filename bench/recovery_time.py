@@ -32,9 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from eventstore.seek import last_event  # noqa: E402
 from eventstore.store import Log  # noqa: E402
-from handlers.queue import OutboundQueue  # noqa: E402
-from handlers.risk import RiskEngine  # noqa: E402
+from handlers.queue import OutboundQueue, QueueConfig  # noqa: E402
+from handlers.risk.engine import RiskEngine  # noqa: E402
 from handlers.strategy import load_strategy, parse_params  # noqa: E402
+from handlers.venues.sim.config import parse_venue_config  # noqa: E402
 from handlers.venues.sim.venue import SimulatedVenue  # noqa: E402
 from projections.snapshot import read_snapshot  # noqa: E402
 from projections.state import State  # noqa: E402
@@ -83,14 +84,14 @@ def run(sizes: list[int], snapshot_every: int, full_max: int, root: str) -> list
     cls = load_strategy("sma_cross")
     params = parse_params(cls, {"fast": "10", "slow": "40", "quantity": "0.5"})
     state = State()
-    venue = SimulatedVenue({"starting_balances": {"USDT": "10000000"}}, state)
+    venue = SimulatedVenue(parse_venue_config({"starting_balances": {"USDT": "10000000"}}), state)
     writer = log.writer(NS, fsync="never")
     rows = []
     targets = sorted(sizes)
     t_write = time.perf_counter()
     with decimal.localcontext(prec=60), writer:
-        engine = Engine(writer=writer, state=state, strategy_cls=cls, params=params, risk=RiskEngine({}),
-                        queue=OutboundQueue({"venue": venue.name}), venue=venue, strategy_id=cls.name,
+        engine = Engine(writer=writer, state=state, strategy_cls=cls, params=params, risk=RiskEngine(),
+                        queue=OutboundQueue(QueueConfig(venue=venue.name)), venue=venue, strategy_id=cls.name,
                         record_inputs=True, group=1000, snapshot_every=snapshot_every)
         engine.process("InstrumentDefined", dict(INSTRUMENT), T0)
         engine.start(T0)

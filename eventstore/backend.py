@@ -51,6 +51,15 @@ class NamespaceWriter(ABC):
     def commit(self, batches: dict[tuple[str, int], list[Record]], commit: Commit) -> None:
         """Append each partition's batch, then the commit record that makes them visible."""
 
+    def commit_many(self, items: list[tuple[dict[tuple[str, int], list[Record]], Commit]]) -> None:
+        """Several commits in order (a group commit); a backend that can append them as one unit overrides this."""
+        for batches, commit in items:
+            self.commit(batches, commit)
+
+    def sync(self) -> None:
+        """Make everything committed durable now, whatever the fsync policy (nothing to do where the backend has
+        no policy of its own)."""
+
     @abstractmethod
     def close(self) -> None: ...
 

@@ -32,10 +32,6 @@ class EventType:
     def __post_init__(self) -> None:
         object.__setattr__(self, "prefix", MAGIC + self.fingerprint.to_bytes(8, "little"))
 
-    @property
-    def canonical(self) -> str:
-        return canonical_form(self.schema)
-
 
 def canonical_form(schema: Any) -> str:
     """Avro parsing canonical form of a self-contained schema."""
@@ -103,7 +99,6 @@ class Catalog:
         self.types = types
         self.by_full = {t.full_name: t for t in types}
         self.by_name = {t.name: t for t in types}
-        self.by_fingerprint = {t.fingerprint: t for t in types}
         # records encoded inside events (a snapshot's state), never written as events: topic 'state'
         self.records = {t.full_name: t for t in records or ()}
 

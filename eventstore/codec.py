@@ -224,9 +224,4 @@ def encode_value(event_type: EventType, record: dict[str, Any], buf: BytesIO | N
     return buf.getvalue()
 
 
-def fingerprint_of(value: bytes) -> int:
-    """The writer schema fingerprint a single-object value names."""
-    return int.from_bytes(value[2:10], "little")
-
-
-__all__ = ["Codec", "Registry", "SchemaStore", "canonical_form", "schema_file_text", "fingerprint_of", "encode_value"]
+__all__ = ["Codec", "Registry", "SchemaStore", "canonical_form", "schema_file_text", "encode_value"]

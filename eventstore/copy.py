@@ -101,7 +101,6 @@ def _copy(sreader: Any, dwriter: Any, src_h: int, dst_h: int, progress: Callable
             streams.append(_tagged((t, i), len(streams), cursor.read_until(src_h)))
     merged = heapq.merge(*streams)
     head = next(merged, None)
-    commit_many = getattr(dwriter, "commit_many", None)
     pending: list[tuple[dict[tuple[str, int], list[Record]], Commit]] = []
     pending_events = copied = 0
 
@@ -109,11 +108,7 @@ def _copy(sreader: Any, dwriter: Any, src_h: int, dst_h: int, progress: Callable
         nonlocal pending, pending_events, copied
         if not pending:
             return
-        if commit_many is not None:
-            commit_many(pending)
-        else:
-            for batches, c in pending:
-                dwriter.commit(batches, c)
+        dwriter.commit_many(pending)
         copied += pending_events
         if progress:
             progress(pending[-1][1].last, src_h)

@@ -10,7 +10,15 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from eventstore.backend import TOPIC_PARTITIONS, Backend, Commit, Cursor, NamespaceReader, NamespaceWriter, PartitionInfo
+from eventstore.backend import (
+    TOPIC_PARTITIONS,
+    Backend,
+    Commit,
+    Cursor,
+    NamespaceReader,
+    NamespaceWriter,
+    PartitionInfo,
+)
 from eventstore.batch import Record, iter_records
 from eventstore.codec import check_fingerprint, schema_file_text
 from eventstore.errors import LockedNamespace, StoreError
@@ -176,7 +184,7 @@ class FileNamespaceWriter(NamespaceWriter):
     def commit(self, batches: dict[tuple[str, int], list[Record]], commit: Commit) -> None:
         for key, records in batches.items():
             p = self.parts[key]
-            if p._fd is None:
+            if not p.appending:
                 p.open_for_append()
             p.append(records)
             self._dirty.add(p)

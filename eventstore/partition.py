@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from eventstore.batch import HEADER, Bad, BatchInfo, Record, Torn, encode_batch, iter_records, parse_header
+from eventstore.batch import Bad, BatchInfo, Record, Torn, encode_batch, iter_records, parse_header
 from eventstore.errors import CorruptLog
 
 # One sparse entry per indexed batch: relative offset u32, byte position u32, first seq u64, and the largest
@@ -108,10 +108,11 @@ class Partition:
 
     def batches(
         self, *, offset: int | None = None, seq: int | None = None, ts: int | None = None, resume: tuple[int, int] | None = None
-    ) -> Iterator[tuple[BatchInfo, bytes, int]]:
+    ) -> Iterator[tuple[BatchInfo, bytes, int, int]]:
         """Valid batches from a start point (offset, seq, time or a (segment base, position) resume point).
 
-        Yields (info, buffer, segment base) where info.position indexes into buffer. Stops quietly at a torn
+        Yields (info, buffer, segment base, position of the buffer's chunk in the segment file) where
+        info.position indexes into buffer. Stops quietly at a torn
         tail; raises CorruptLog for a bad batch with more data after it.
         """
         self.reload()
@@ -198,12 +199,17 @@ class Partition:
 
     # ---- writing -------------------------------------------------------------------------------------------
 
+    @property
+    def appending(self) -> bool:
+        """True once open_for_append has run (the partition holds its append file descriptors)."""
+        return self._fd is not None
+
     def open_for_append(self) -> None:
         """Recover the tail (truncate a torn write) and get ready to append."""
         self.path.mkdir(parents=True, exist_ok=True)
         self.reload()
         if not self.segments:
-            self._new_segment(0, max_before=-(2**63))
+            self._new_segment(0)
         seg = self.segments[-1]
         size = seg.path.stat().st_size
         # start one entry before the last index entry inside the file: the last indexed batch may be the torn
@@ -277,7 +283,7 @@ class Partition:
         )
         seg.index_path.write_bytes(data)
 
-    def _new_segment(self, base: int, max_before: int) -> Segment:
+    def _new_segment(self, base: int) -> Segment:
         seg = Segment(base, self.path / segment_name(base))
         seg.path.touch()
         seg.index_path.touch()
@@ -320,7 +326,7 @@ class Partition:
     def roll(self) -> None:
         """Seal the active segment (fsync it) and start a new one at the next offset."""
         self.fsync()
-        seg = self._new_segment(self.next_offset, self.max_ts)
+        seg = self._new_segment(self.next_offset)
         self.size = 0
         self._since_index = self.index_interval
         self._open_fds(seg)

@@ -97,7 +97,20 @@ class Log:
         return Replay(self.backend.open_reader(namespace), self.codec(namespace), types=types, **options)
 
     def partitions(self, namespace: str):
-        return self.backend.open_reader(namespace).partition_info()
+        """Records, bytes and segments per topic-partition of a namespace."""
+        reader = self.backend.open_reader(namespace)
+        try:
+            return reader.partition_info()
+        finally:
+            reader.close()
+
+    def horizon(self, namespace: str) -> int:
+        """The namespace's last committed seq (0 when nothing is committed)."""
+        reader = self.backend.open_reader(namespace)
+        try:
+            return reader.horizon()
+        finally:
+            reader.close()
 
     def stats(self, namespace: str, **options: Any) -> Stats:
         """Counts, bytes and time extent per type, from frames only (no decoding)."""

@@ -13,7 +13,7 @@ from eventstore.backend import Commit, NamespaceWriter
 from eventstore.batch import Record
 from eventstore.catalog import Catalog, EventType
 from eventstore.codec import Registry, raw_decimals, unscaled_bytes
-from eventstore.errors import SchemaError, TapeError
+from eventstore.errors import SchemaError
 from eventstore.murmur2 import murmur2
 from schemas.ids import event_id
 
@@ -144,9 +144,7 @@ class Writer:
 
     def sync(self) -> None:
         """Force durability now, whatever the fsync policy."""
-        sync = getattr(self.backend, "sync", None)
-        if sync:
-            sync()
+        self.backend.sync()
 
     def close(self) -> None:
         self.backend.close()
@@ -158,4 +156,4 @@ class Writer:
         self.close()
 
 
-__all__ = ["Draft", "Writer", "event_id", "partition_for", "TapeError"]
+__all__ = ["Draft", "Writer", "partition_for"]

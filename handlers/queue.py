@@ -43,9 +43,15 @@ class QueueConfigError(TapeError):
 
 @dataclass(frozen=True)
 class QueueConfig:
+    """The queue's settings: the venue it feeds, and its token bucket (no rate: no limit)."""
+
     venue: str = "SIM"
     rate_per_second: Decimal | None = None
     burst: int = 1
+
+    def canonical(self) -> dict[str, Any]:
+        """The bucket's settings as a config dict (what RunStarted records); the venue is the run's, not the file's."""
+        return {} if self.rate_per_second is None else {"rate_per_second": self.rate_per_second, "burst": self.burst}
 
 
 def parse_queue_config(config: dict[str, Any], source: str = "queue config") -> QueueConfig:
@@ -90,8 +96,8 @@ class _Item:
 class OutboundQueue:
     """Sequences orders and cancels to one venue; every decision is an event."""
 
-    def __init__(self, config: dict[str, Any] | None = None):
-        cfg = parse_queue_config(config or {})
+    def __init__(self, config: QueueConfig | None = None):
+        cfg = config if config is not None else QueueConfig()
         self.venue = cfg.venue
         self.burst = cfg.burst
         self._interval = Fraction(NS) / Fraction(cfg.rate_per_second) if cfg.rate_per_second is not None else None

@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection or URL that projections.sql.db.alembic_config() passes."""
+"""Alembic environment: runs on the connection or URL that migrations.alembic_config() passes."""
 from __future__ import annotations
 
 from alembic import context

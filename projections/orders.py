@@ -25,9 +25,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from typing import Any
 
-from schemas.decimals import ARITHMETIC as _CTX
-from schemas.decimals import Q18
-from schemas.decimals import ZERO as _ZERO
+from schemas.decimals import ARITHMETIC as _CTX, Q18, ZERO as _ZERO
 from schemas.errors import TapeError
 from schemas.names import EXECUTIONS
 

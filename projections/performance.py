@@ -23,10 +23,7 @@ from decimal import Decimal, localcontext
 from typing import Any, Iterable, Mapping, Sequence
 
 from projections.market import MarketState
-from schemas.decimals import ARITHMETIC as _CTX
-from schemas.decimals import ONE as _ONE
-from schemas.decimals import Q18
-from schemas.decimals import ZERO as _ZERO
+from schemas.decimals import ARITHMETIC as _CTX, ONE as _ONE, Q18, ZERO as _ZERO
 from schemas.errors import TapeError
 
 YEAR_NS = 365 * 24 * 3600 * 10**9
@@ -59,10 +56,6 @@ class EquityCurve:
                 return
         self.samples.append((ts, equity))
         self.in_market.append(in_market)
-
-    def sample(self, ts: int, equity: Decimal, in_market: Any = False) -> None:
-        """Alias of `add` (in_market may be any truthy value, e.g. a position quantity)."""
-        self.add(ts, equity, bool(in_market))
 
     def record(self, portfolio: Any, currency: str, ts: int) -> None:
         """Sample a Portfolio: its equity in `currency` and whether any position is open."""
@@ -270,19 +263,19 @@ def max_drawdown(samples: Sequence[tuple[int, Decimal]]) -> tuple[float, int, in
 
 
 def statistics(curve: EquityCurve, trips: "Iterable[RoundTrip] | RoundTrips",
-               fills: Sequence[Mapping[str, Any]] | Any = None, periods_per_year: float | None = None, *,
+               fills: Sequence[Mapping[str, Any]] | None = None, periods_per_year: float | None = None, *,
                currency: str | None = None, multipliers: Mapping[str, Decimal] | None = None) -> dict[str, Any]:
     """The run's figures: Decimals for money (equity, PnL, fees), floats for ratios, None where undefined.
 
     `trips`: closed RoundTrip, or a RoundTrips fold. `fills`: OrderFilled payloads (notional × `multipliers[iid]`,
-    default 1); or None (or any non-sequence, e.g. the engine's State) to take the fill count, traded notional
-    and fees from the RoundTrips fold, which saw every fill. Traded notional is taken to be in the equity
+    default 1); or None to take the fill count, traded notional and fees from the RoundTrips fold, which saw
+    every fill. Traded notional is taken to be in the equity
     currency for turnover. `fees_paid` counts fees charged in `currency` (default: the only fee currency; None
     when fees were charged in several — see `fees_by_currency`)."""
     fold = trips if isinstance(trips, RoundTrips) else None
     if fold is not None:
         trips = fold.closed
-    if fills is None or not isinstance(fills, Sequence):
+    if fills is None:
         if fold is None:
             raise TypeError("statistics: pass the OrderFilled payloads as `fills`, or `trips` as a RoundTrips fold")
         fill_count, traded, fees = fold.fill_count, fold.traded_notional, dict(fold.fees)

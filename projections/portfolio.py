@@ -20,9 +20,7 @@ from typing import Any
 
 from projections.accounting import DERIVATIVES, Position, book_fill
 from projections.market import Instrument, MarketState
-from schemas.decimals import ARITHMETIC as _CTX
-from schemas.decimals import ONE as _ONE
-from schemas.decimals import ZERO as _ZERO
+from schemas.decimals import ARITHMETIC as _CTX, ONE as _ONE, ZERO as _ZERO
 from schemas.errors import TapeError
 
 
@@ -254,21 +252,9 @@ class Portfolio:
                 total = c.add(total, self.convert(notional, self.market.instruments[iid].quote_currency, currency))
         return total
 
-    def net_exposure(self, currency: str) -> Decimal:
-        """Σ signed position × mark × multiplier, in `currency`."""
-        c = _CTX
-        total = _ZERO
-        for iid, pos in self.positions.items():
-            if pos.quantity:
-                notional = c.multiply(c.multiply(pos.quantity, self.mark(iid)), pos.multiplier)
-                total = c.add(total, self.convert(notional, self.market.instruments[iid].quote_currency, currency))
-        return total
-
     def in_market(self) -> bool:
         """True while any position is open (the exposure-time statistic samples it)."""
         return any(p.quantity for p in self.positions.values())
-
-    position_quantity_any = in_market  # alias used by the research runtime
 
     # ---- snapshot ------------------------------------------------------------------------------------------
 

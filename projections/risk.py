@@ -23,8 +23,7 @@ from collections import deque
 from decimal import Decimal, getcontext, localcontext
 from typing import Any
 
-from schemas.decimals import ARITHMETIC as _CTX
-from schemas.decimals import ONE as _ONE
+from schemas.decimals import ARITHMETIC as _CTX, ONE as _ONE
 from schemas.errors import TapeError
 from schemas.names import PRICES, VERDICTS
 

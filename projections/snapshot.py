@@ -21,13 +21,11 @@ from fastavro import schemaless_reader, schemaless_writer
 from fastavro.schema import parse_schema
 
 from eventstore.catalog import Catalog, EventType
-from eventstore.codec import Codec, Registry, encode_value
+from eventstore.codec import Codec, Registry
 from eventstore.errors import SchemaError, TapeError
 from projections.orders import ORDER_FIELDS, TERMINAL
 from projections.state import State
-from schemas.decimals import ARITHMETIC as _SENS_CTX
-from schemas.decimals import EXACT as _QCTX
-from schemas.decimals import PRECISION, Q18
+from schemas.decimals import ARITHMETIC as _SENS_CTX, EXACT as _QCTX, PRECISION, Q18
 
 STATE_TYPE = "tape.state.EngineState"
 _MAX_UNSCALED = 10 ** PRECISION
@@ -46,55 +44,63 @@ def fits(d: Decimal) -> Decimal | None:
     return q
 
 
-def _num(d: Any) -> Any:
+def _to_union(d: Any) -> Any:
+    """A computed decimal as its exact-decimal union branch: the decimal when it fits, else its text."""
     if isinstance(d, Decimal):
         q = fits(d)
         return q if q is not None else str(d)
     return d
 
 
-def _unnum(x: Any) -> Any:
+def _from_union(x: Any) -> Any:
+    """The Decimal an exact-decimal union holds, whichever branch was written."""
     return Decimal(x) if isinstance(x, str) else x
 
 
-def _nums(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: _num(v) for k, v in d.items()}
+def _to_unions(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: _to_union(v) for k, v in d.items()}
 
 
+def _from_unions(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: _from_union(v) for k, v in d.items()}
+
+
+# the exact-decimal unions of each record, named once for both directions (to_record/StateEncoder and from_record)
 ORDER_NUMS = ("filled_quantity", "leaves_quantity", "avg_fill_price", "filled_notional")
 POSITION_NUMS = ("multiplier", "quantity", "avg_price", "realized_pnl", "traded_quantity", "traded_notional",
                  "last_fill_price")
+RISK_NUMS = ("equity", "peak_equity", "day_start_equity")
 
 
 def _order_record(o: Any) -> dict[str, Any]:
     """An Order (object or plain row) as an OrderState record."""
     row = {f: getattr(o, f) for f in ORDER_FIELDS} if not isinstance(o, dict) else dict(o)
     for f in ORDER_NUMS:
-        row[f] = _num(row[f])
-    row["fees"] = _nums(row["fees"])
+        row[f] = _to_union(row[f])
+    row["fees"] = _to_unions(row["fees"])
     return row
 
 
 def _parts(plain: dict[str, Any]) -> dict[str, Any]:
     """market, portfolio and risk of a plain state as record parts (exact-decimal unions resolved)."""
     market = dict(plain["market"])
-    market["last_price"] = _nums(market["last_price"])
+    market["last_price"] = _to_unions(market["last_price"])
     pf = dict(plain["portfolio"])
-    pf["balances"], pf["fees"] = _nums(pf["balances"]), _nums(pf["fees"])
+    pf["balances"], pf["fees"] = _to_unions(pf["balances"]), _to_unions(pf["fees"])
     positions = []
     for row in pf["positions"]:
         row = dict(row)
         for f in POSITION_NUMS:
-            row[f] = _num(row[f])
-        row["fees"] = _nums(row["fees"])
+            row[f] = _to_union(row[f])
+        row["fees"] = _to_unions(row["fees"])
         positions.append(row)
     pf["positions"] = positions
     risk = dict(plain["risk"])
-    for f in ("equity", "peak_equity", "day_start_equity"):
-        risk[f] = _num(risk[f])
-    risk["sensitivities"] = [{"instrument_id": x["instrument_id"], "value": _num(x["value"])}
+    for f in RISK_NUMS:
+        risk[f] = _to_union(risk[f])
+    risk["sensitivities"] = [{"instrument_id": x["instrument_id"], "value": _to_union(x["value"])}
                              for x in risk["sensitivities"]]
-    risk["marks"] = _nums(risk["marks"])
+    risk["marks"] = _to_unions(risk["marks"])
     return {"market": market, "portfolio": pf, "risk": risk}
 
 
@@ -166,30 +172,29 @@ def to_record(plain: dict[str, Any], *, last_seq: int, max_ts: int, input_event_
             "risk": parts["risk"], "strategy": _strategy_record(strategy_id, strategy_state)}
 
 
-def _fix(rows: dict[str, Any] | list[dict[str, Any]] | None, fields: tuple[str, ...], maps: tuple[str, ...] = ()) -> None:
+def _rows_from_unions(rows: list[dict[str, Any]] | None, fields: tuple[str, ...]) -> None:
+    """Decimals again in each row's `fields` and in its per-currency `fees`, in place."""
     for row in rows or ():
         for f in fields:
-            row[f] = _unnum(row[f])
-        for m in maps:
-            row[m] = {k: _unnum(v) for k, v in row[m].items()}
+            row[f] = _from_union(row[f])
+        row["fees"] = _from_unions(row["fees"])
 
 
 def from_record(rec: dict[str, Any]) -> dict[str, Any]:
     """The plain state (as State.snapshot() gives it) of a decoded EngineState record; the text branch of every
     exact-decimal union becomes a Decimal again. Modifies and returns parts of `rec`."""
     market, portfolio, risk = rec["market"], rec["portfolio"], rec["risk"]
-    market["last_price"] = {k: _unnum(v) for k, v in market["last_price"].items()}
-    _fix(rec["orders"], ("filled_quantity", "leaves_quantity", "avg_fill_price", "filled_notional"), ("fees",))
-    portfolio["balances"] = {k: _unnum(v) for k, v in portfolio["balances"].items()}
-    portfolio["fees"] = {k: _unnum(v) for k, v in portfolio["fees"].items()}
-    _fix(portfolio["positions"], ("multiplier", "quantity", "avg_price", "realized_pnl", "traded_quantity",
-                                  "traded_notional", "last_fill_price"), ("fees",))
-    for f in ("equity", "peak_equity", "day_start_equity"):
-        risk[f] = _unnum(risk[f])
+    market["last_price"] = _from_unions(market["last_price"])
+    _rows_from_unions(rec["orders"], ORDER_NUMS)
+    portfolio["balances"] = _from_unions(portfolio["balances"])
+    portfolio["fees"] = _from_unions(portfolio["fees"])
+    _rows_from_unions(portfolio["positions"], POSITION_NUMS)
+    for f in RISK_NUMS:
+        risk[f] = _from_union(risk[f])
     for sens in risk["sensitivities"]:  # the fold keeps them normalized (short products); so does a restore
-        v = _unnum(sens["value"])
+        v = _from_union(sens["value"])
         sens["value"] = None if v is None else v.normalize(_SENS_CTX)
-    risk["marks"] = {k: _unnum(v) for k, v in risk["marks"].items()}
+    risk["marks"] = _from_unions(risk["marks"])
     return {"market": market, "orders": rec["orders"], "portfolio": portfolio, "risk": risk}
 
 
@@ -205,7 +210,6 @@ def schema_label(et: EventType) -> str:
     return f"{et.full_name}@{et.fingerprint:016x}"
 
 
-encode = encode_value  # a state record is encoded like any event
 
 
 def decode(value: bytes, catalog: Catalog, registry: Registry) -> dict[str, Any]:

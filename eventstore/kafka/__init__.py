@@ -47,8 +47,17 @@ from eventstore.errors import StoreError
 from eventstore.kafka.journal import JOURNAL
 from eventstore.kafka.reader import KafkaCursor, KafkaNamespaceReader
 from eventstore.kafka.registry import KafkaSchemaStore
-from eventstore.kafka.transport import (Admin, Connection, Consumer, Fenced, Message, Producer, TopicPartition,
-                                        Transport, TransportError)
+from eventstore.kafka.transport import (
+    Admin,
+    Connection,
+    Consumer,
+    Fenced,
+    Message,
+    Producer,
+    TopicPartition,
+    Transport,
+    TransportError,
+)
 from eventstore.kafka.writer import KafkaNamespaceWriter
 
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

@@ -22,8 +22,16 @@ import logging
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from eventstore.kafka.transport import (FETCH_WAIT_MS, Connection, Fenced, OffsetGone, TimedOut, TopicPartition,
-                                        TransportError, Unreachable)
+from eventstore.kafka.transport import (
+    FETCH_WAIT_MS,
+    Connection,
+    Fenced,
+    OffsetGone,
+    TimedOut,
+    TopicPartition,
+    TransportError,
+    Unreachable,
+)
 
 try:
     import confluent_kafka as ck

@@ -7,8 +7,24 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from eventstore.backend import TOPIC_PARTITIONS, Commit, NamespaceWriter
 from eventstore.batch import Record
 from eventstore.errors import StoreError
-from eventstore.kafka.journal import (EMPTY, H_SEQ, H_TS, H_TYPE, JOURNAL, META_HEADERS, NO_TS, SCHEMAS, SEQ, TS,
-                                      Journal, PartitionState, commit_headers, encode_commit, encode_meta, record_of)
+from eventstore.kafka.journal import (
+    EMPTY,
+    H_SEQ,
+    H_TS,
+    H_TYPE,
+    JOURNAL,
+    META_HEADERS,
+    NO_TS,
+    SCHEMAS,
+    SEQ,
+    TS,
+    Journal,
+    PartitionState,
+    commit_headers,
+    encode_commit,
+    encode_meta,
+    record_of,
+)
 from eventstore.kafka.transport import Fenced, Message, Producer, TopicPartition
 
 if TYPE_CHECKING:

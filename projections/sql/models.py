@@ -4,7 +4,7 @@ Money and quantities use `Dec`: NUMERIC(38,18) on PostgreSQL (exact) and TEXT on
 affinity stores REAL and loses digits silently). Every value is quantized to 18 decimal places, half-even,
 before it is stored, so both databases hold and return the same Decimal, digit for digit.
 
-Table semantics (what the projector writes, see projector.py for the fold):
+Table semantics (what the projector writes, see fold.py for the fold):
 
 - runs: one row per run_id, from RunStarted (params as canonical JSON text) and RunStopped.
 - orders: one row per client_order_id, created by OrderIntent (or OrderSubmitted when there was no intent) and
@@ -32,9 +32,7 @@ from typing import Any, Optional
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from schemas.decimals import EXACT as _CTX
-from schemas.decimals import PRECISION, SCALE
-from schemas.decimals import Q18 as QUANTUM
+from schemas.decimals import EXACT as _CTX, PRECISION, Q18 as QUANTUM, SCALE
 
 ZERO = Decimal(0).quantize(QUANTUM)
 VERSION_TABLE = "tape_alembic_version"

@@ -21,9 +21,7 @@ from eventstore.store import Log
 from projections.orders import RISK_REJECTED, UNKNOWN, lifecycle_status
 from runtime.render import summary
 from runtime.times import format_ns, human_ns
-from schemas.decimals import EXACT as _EXACT
-from schemas.decimals import plain
-from schemas.decimals import text as value_text
+from schemas.decimals import EXACT as _EXACT, plain, text as value_text
 from schemas.ids import is_run_namespace, order_id_prefix, parse_client_order_id, parse_event_id
 from schemas.names import ORDER_CHAIN
 

@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import decimal
 import hashlib
-from dataclasses import dataclass, field
+import importlib
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from eventstore.store import Log
-from handlers.queue import OutboundQueue
-from handlers.risk import RiskEngine
+from handlers.queue import OutboundQueue, QueueConfig
+from handlers.risk.engine import RiskEngine
+from handlers.risk.limits import RiskLimits
 from handlers.strategy import load_strategy, params_as_strings, parse_params
+from handlers.venues.sim.config import VenueConfig
 from handlers.venues.sim.venue import SimulatedVenue
 from projections.performance import EquityCurve, RoundTrips, statistics
 from projections.state import State
@@ -24,14 +27,18 @@ GROUP_COMMIT = 1000
 SNAPSHOT_EVERY = 100_000  # a backtest writes a SnapshotTaken every this many events folded (0: never)
 
 
+CODE_PACKAGES = ("handlers", "projections", "runtime", "schemas", "eventstore")
+
+
 def code_version() -> str:
-    """Hash of the code that decides (handlers, projections, runtime, schemas): a run records what produced it."""
-    root = Path(__file__).resolve().parent.parent
+    """Hash of the code that decides (handlers, projections, runtime, schemas, eventstore): a run records what
+    produced it. Each package is found where Python imports it from, wherever it is installed."""
     h = hashlib.sha256()
-    for pkg in ("handlers", "projections", "runtime", "schemas", "eventstore"):
-        for path in sorted((root / pkg).rglob("*")):
+    for pkg in CODE_PACKAGES:
+        root = Path(importlib.import_module(pkg).__path__[0])
+        for path in sorted(root.rglob("*")):
             if path.suffix in (".py", ".avsc") and "__pycache__" not in path.parts:
-                h.update(str(path.relative_to(root)).encode())
+                h.update(f"{pkg}/{path.relative_to(root).as_posix()}".encode())
                 h.update(path.read_bytes())
     from importlib.metadata import PackageNotFoundError, version
 
@@ -51,14 +58,22 @@ class BacktestSpec:
     params: dict[str, str] = field(default_factory=dict)
     from_ts: int | None = None
     to_ts: int | None = None
-    risk: dict[str, Any] = field(default_factory=dict)
-    venue: dict[str, Any] = field(default_factory=dict)
+    risk: RiskLimits = field(default_factory=RiskLimits)
+    queue: QueueConfig = field(default_factory=QueueConfig)
+    venue: VenueConfig = field(default_factory=VenueConfig)
     seed: int = 0
     snapshot_every: int = SNAPSHOT_EVERY
 
+    def configs(self) -> dict[str, Any]:
+        """The configs in their canonical form: what RunStarted.config records and `--verify` parses back."""
+        return {"risk": self.risk.canonical(), "queue": self.queue.canonical(), "venue": self.venue.canonical(),
+                "snapshot_every": self.snapshot_every}
+
     def run_id(self, version: str) -> str:
         """Content address of the run: source, slice, strategy, params, configs and code version."""
-        text = canonical_json({"spec": self.__dict__, "code": version})
+        spec = {"source": self.source, "strategy": self.strategy, "params": self.params, "from_ts": self.from_ts,
+                "to_ts": self.to_ts, "seed": self.seed, **self.configs()}
+        text = canonical_json({"spec": spec, "code": version})
         return "bt-" + hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -76,29 +91,33 @@ class BacktestResult:
     started: dict[str, Any] | None = None
 
 
-def _report_currency(state: State, venue: dict[str, Any]) -> str:
-    if venue.get("report_currency"):
-        return str(venue["report_currency"])
+def report_currency(state: State, venue: VenueConfig) -> str:
+    """The currency a run's equity and statistics are in: the venue config's report_currency, else the first
+    instrument's quote currency."""
+    if venue.report_currency:
+        return venue.report_currency
     for inst in state.market.instruments.values():
         return inst.quote_currency
     raise TapeError("the source has no InstrumentDefined event: ingest the instrument (tape ingest) first")
 
 
 def run_backtest(log: Log, spec: BacktestSpec, *, run_id: str | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> BacktestResult:
-    """Replay the source slice through the engine, write everything to the run's namespace, compute statistics."""
+                 progress: Callable[[int, int], None] | None = None, into: Log | None = None) -> BacktestResult:
+    """Replay the source slice of `log` through the engine, write everything to the run's namespace (in `into`,
+    default the same store), compute statistics."""
     version = code_version()
     run_id = run_id or spec.run_id(version)
-    if run_id in log.namespaces():
+    target = into if into is not None else log
+    if run_id in target.namespaces():
         raise TapeError(f"run {run_id} already exists: `tape runs show {run_id}`, or pass --run-id NAME for a new run")
     strategy_cls = load_strategy(spec.strategy)
     params = parse_params(strategy_cls, spec.params)
     state = State()
     venue = SimulatedVenue(spec.venue, state)
-    writer = log.writer(run_id, fsync="never")
+    writer = target.writer(run_id, fsync="never")
     with decimal.localcontext(ARITHMETIC), writer:
         engine = Engine(writer=writer, state=state, strategy_cls=strategy_cls, params=params,
-                        risk=RiskEngine(spec.risk), queue=OutboundQueue({**spec.risk.get("queue", {}), "venue": venue.name}),
+                        risk=RiskEngine(spec.risk), queue=OutboundQueue(replace(spec.queue, venue=venue.name)),
                         venue=venue, strategy_id=strategy_cls.name,
                         record_inputs=False, group=GROUP_COMMIT, snapshot_every=spec.snapshot_every)
         # instrument definitions come from the whole source up to the slice's end, then the slice itself
@@ -107,11 +126,10 @@ def run_backtest(log: Log, spec: BacktestSpec, *, run_id: str | None = None,
         first = next(iter(log.replay(spec.source, types=MARKET_INPUTS, from_ts=spec.from_ts, to_ts=spec.to_ts)), None)
         if first is None:
             raise TapeError(f"no market events in {spec.source} for the chosen slice: check --from/--to and the namespace")
-        currency = _report_currency(state, spec.venue)
+        currency = report_currency(state, spec.venue)
         started = {"run_id": run_id, "mode": "BACKTEST", "strategy": spec.strategy,
                    "params": params_as_strings(params),
-                   "config": canonical_json({"risk": spec.risk, "venue": spec.venue,
-                                             "snapshot_every": spec.snapshot_every}), "code_version": version,
+                   "config": canonical_json(spec.configs()), "code_version": version,
                    "source_namespace": spec.source, "source_from_ts": spec.from_ts, "source_to_ts": spec.to_ts,
                    "seed": spec.seed}
         engine.start(first.ts_event, started)
@@ -138,6 +156,6 @@ def run_backtest(log: Log, spec: BacktestSpec, *, run_id: str | None = None,
             if progress is not None and n % 5000 == 0:
                 progress(n, ts)
         engine.stop({"run_id": run_id, "reason": "end of source slice"})
-    stats = statistics(curve, trips, state)
+    stats = statistics(curve, trips)
     return BacktestResult(run_id, run_id, state, curve, trips, stats, n, engine.events, currency, started)
 

@@ -6,10 +6,12 @@ import json
 from typing import Any
 
 from eventstore.store import Log
+from handlers.venues.sim.config import parse_venue_config
 from projections.performance import EquityCurve, RoundTrips, statistics
 from projections.state import State
-from runtime.backtest.runner import BacktestResult
+from runtime.backtest.runner import BacktestResult, report_currency
 from runtime.replay.merge import merged
+from schemas.decimals import ARITHMETIC
 from schemas.errors import TapeError
 
 
@@ -73,23 +75,20 @@ def rebuild_run(log: Log, run: str) -> dict[str, Any]:
     curve = EquityCurve()
     trips = RoundTrips()
     source = started["source_namespace"]
-    with decimal.localcontext(prec=60):
+    with decimal.localcontext(ARITHMETIC):
         for e in log.replay(source, types=["InstrumentDefined"], to_ts=started.get("source_to_ts")):
             state.apply("InstrumentDefined", e.data, e.ts_event)
-        venue = json.loads(started["config"]).get("venue", {})
-        from runtime.backtest.runner import _report_currency
-
-        currency = _report_currency(state, venue)
+        currency = report_currency(state, parse_venue_config(json.loads(started["config"]).get("venue", {})))
         n = 0
         for kind, e in merged(log, run, started):
             if kind == "sample":
-                curve.sample(e.ts_event, state.portfolio.equity(currency), state.portfolio.position_quantity_any())
+                curve.add(e.ts_event, state.portfolio.equity(currency), state.portfolio.in_market())
                 continue
             state.apply(e.name, e.data, e.ts_event)
             if kind == "source":
                 n += 1
             elif e.name == "OrderFilled":
                 trips.apply(e.name, e.data, e.ts_event)
-    result = BacktestResult(run, run, state, curve, trips, statistics(curve, trips, state), n,
+    result = BacktestResult(run, run, state, curve, trips, statistics(curve, trips), n,
                             stopped["events"] if stopped else 0, currency, started)
     return run_report(result, started)

@@ -1,8 +1,8 @@
 """`tape replay RUN --verify`: re-run a backtest from what its RunStarted records and compare every event.
 
-The handlers run again (run_backtest with the recorded strategy, parameters, risk and venue configuration,
-snapshot interval and source slice) into a scratch store under the same run id, reading the source from the
-recorded store. Then the recorded and the recomputed events are compared in seq order as decoded records,
+The handlers run again (run_backtest with the recorded strategy, parameters, risk, queue and venue configuration,
+snapshot interval and source slice) into a scratch store under the same run id (`into=`), reading the source from
+the recorded store. Then the recorded and the recomputed events are compared in seq order as decoded records,
 field by field, envelope included (a snapshot's state bytes are decoded and compared field by field too). The
 first difference is the divergence: seq, type, field path, recorded and recomputed values.
 
@@ -21,25 +21,15 @@ from typing import Any, Iterator
 
 from eventstore.filelog import FileLog
 from eventstore.store import Log
+from handlers.queue import parse_queue_config
+from handlers.risk.limits import parse_risk_config
+from handlers.venues.sim.config import parse_venue_config
 from projections.snapshot import decode as decode_state
 from runtime.backtest.runner import BacktestSpec, run_backtest
 from runtime.replay.recovery import run_started
 from schemas.errors import TapeError
 
 MISSING = "(absent)"
-
-
-class _Overlay(Log):
-    """Writes to (and reads back from) a scratch store; reads every other namespace from the recorded store."""
-
-    def __init__(self, base: Log, scratch: FileLog):
-        super().__init__(scratch, base.catalog)
-        self.base = base
-
-    def replay(self, namespace: str, *, types: Any = None, **options: Any):  # type: ignore[override]
-        if namespace in self.backend.namespaces():
-            return super().replay(namespace, types=types, **options)
-        return self.base.replay(namespace, types=types, **options)
 
 
 @dataclass
@@ -100,11 +90,15 @@ def spec_of(started: dict[str, Any], overrides: dict[str, str] | None = None) ->
         raise TapeError(f"{started.get('run_id')}: --verify re-runs backtests (mode BACKTEST with a source); this run "
                         f"is {started.get('mode')}")
     config = json.loads(started["config"])
+    risk = dict(config.get("risk", {}))
+    queue = config.get("queue", risk.pop("queue", {}))  # runs recorded before the queue had its own config
+    where = f"{started.get('run_id')} RunStarted.config"
     return BacktestSpec(source=started["source_namespace"], strategy=started["strategy"],
                         params={**dict(started["params"]), **(overrides or {})},
                         from_ts=started.get("source_from_ts"), to_ts=started.get("source_to_ts"),
-                        risk=config.get("risk", {}), venue=config.get("venue", {}), seed=started.get("seed") or 0,
-                        snapshot_every=int(config.get("snapshot_every", 0)))
+                        risk=parse_risk_config(risk, f"{where} risk"), queue=parse_queue_config(queue, f"{where} queue"),
+                        venue=parse_venue_config(config.get("venue", {}), f"{where} venue"),
+                        seed=started.get("seed") or 0, snapshot_every=int(config.get("snapshot_every", 0)))
 
 
 def verify_run(log: Log, run: str, overrides: dict[str, str] | None = None) -> VerifyResult:
@@ -117,13 +111,12 @@ def verify_run(log: Log, run: str, overrides: dict[str, str] | None = None) -> V
     overrides = dict(overrides or {})
     spec = spec_of(started, overrides)
     with tempfile.TemporaryDirectory(prefix="tape-verify-") as tmp:
-        scratch = FileLog(tmp)
-        overlay = _Overlay(log, scratch)
+        scratch = Log(FileLog(tmp), log.catalog)
         try:
-            run_backtest(overlay, spec, run_id=run)
-            return _compare(log, overlay, run, overrides)
+            run_backtest(log, spec, run_id=run, into=scratch)
+            return _compare(log, scratch, run, overrides)
         finally:
-            overlay.close()
+            scratch.close()
 
 
 def _compare(log: Log, other: Log, run: str, overrides: dict[str, str]) -> VerifyResult:
@@ -132,7 +125,7 @@ def _compare(log: Log, other: Log, run: str, overrides: dict[str, str]) -> Verif
     n = n_rec = n_new = 0
     reg_a = reg_b = None
     result: VerifyResult | None = None
-    for a, b in zip_longest(log.replay(run), Log.replay(other, run)):
+    for a, b in zip_longest(log.replay(run), other.replay(run)):
         n_rec += a is not None
         n_new += b is not None
         if result is not None:

@@ -10,26 +10,18 @@ from typing import Any, List, Optional
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from handlers.queue import QueueConfig
+from handlers.risk.limits import RiskLimits
+from handlers.venues.sim.config import VenueConfig
 from runtime.backtest.runner import SNAPSHOT_EVERY, BacktestSpec, run_backtest
 from runtime.backtest.runs import list_runs, run_report
 from runtime.cli import output
 from runtime.cli.context import cli_context
+from runtime.configfiles import risk_file, venue_file
 from runtime.times import human_ns
 from schemas.decimals import exact_text, plain
 
 runs_app = typer.Typer(no_args_is_help=True, help="Backtest runs recorded in the store.")
-
-
-def _config(path: Optional[Path], what: str) -> dict[str, Any]:
-    if path is None:
-        return {}
-    if what == "risk":
-        from handlers.risk import load_risk_config
-
-        return load_risk_config(path)
-    from handlers.venues.sim.venue import load_venue_config
-
-    return load_venue_config(path)
 
 
 def backtest(
@@ -39,7 +31,7 @@ def backtest(
     param: Optional[List[str]] = typer.Option(None, "--param", metavar="K=V", help="Strategy parameter (repeatable)."),
     from_: Optional[str] = typer.Option(None, "--from", metavar="TIME", help="Start of the slice (inclusive)."),
     to: Optional[str] = typer.Option(None, "--to", metavar="TIME", help="End of the slice (exclusive)."),
-    risk: Optional[Path] = typer.Option(None, "--risk", metavar="FILE", help="Risk limits (TOML or JSON)."),
+    risk: Optional[Path] = typer.Option(None, "--risk", metavar="FILE", help="Risk limits, and the outbound queue's [queue] table (TOML or JSON)."),
     venue: Optional[Path] = typer.Option(None, "--venue", metavar="FILE", help="Simulated venue (TOML or JSON)."),
     run_id: Optional[str] = typer.Option(None, "--run-id", metavar="NAME", help="Run namespace (default: bt-<hash of inputs>)."),
     snapshot_every: int = typer.Option(SNAPSHOT_EVERY, "--snapshot-every", min=0, metavar="N",
@@ -47,9 +39,11 @@ def backtest(
     as_json: bool = typer.Option(False, "--json", help="Statistics and round trips as JSON."),
 ) -> None:
     """Replay a slice of history through a strategy, the risk engine and the simulated venue."""
+    limits, queue = risk_file(risk) if risk is not None else (RiskLimits(), QueueConfig())
     spec = BacktestSpec(source=source, strategy=strategy, params=output.params_option(param or []),
                         from_ts=output.time_option(from_, "--from"), to_ts=output.time_option(to, "--to"),
-                        risk=_config(risk, "risk"), venue=_config(venue, "venue"), snapshot_every=snapshot_every)
+                        risk=limits, queue=queue, venue=venue_file(venue) if venue is not None else VenueConfig(),
+                        snapshot_every=snapshot_every)
     log = cli_context(ctx).open()
     console = output.console(stderr=True)
     with Progress(TextColumn("[bold]backtest"), BarColumn(), TextColumn("{task.completed:,} events"),

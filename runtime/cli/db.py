@@ -20,14 +20,10 @@ DB_HELP = ("Read-model database URL: sqlite:///PATH or postgresql+psycopg://user
 db_app = typer.Typer(no_args_is_help=True, help="The SQL read-model database: schema migrations and status.")
 
 
-def _store(ctx: typer.Context) -> str:
-    return cli_context(ctx).store
-
-
 def _engine(ctx: typer.Context, db: Optional[str]) -> tuple[str, Any]:
-    from projections.sql.db import make_engine, resolve_db_url
+    from projections.sql.db import make_engine
 
-    url = resolve_db_url(db, _store(ctx))
+    url = cli_context(ctx).db_url(db)
     return url, make_engine(url)
 
 
@@ -43,7 +39,8 @@ def db_upgrade(
     revision: str = typer.Option("head", "--revision", metavar="REV", help="Target revision (default: head)."),
 ) -> None:
     """Create or migrate the read-model tables to the schema this version of tape needs."""
-    from projections.sql.db import display_url, upgrade
+    from migrations import upgrade
+    from projections.sql.db import display_url
 
     url, engine = _engine(ctx, db)
     try:
@@ -65,7 +62,8 @@ def db_status(
 
     Exit code 0 when the schema is at head, 1 otherwise.
     """
-    from projections.sql.db import checkpoints, display_url, schema_status
+    from migrations import schema_status
+    from projections.sql.db import checkpoints, display_url
 
     url, engine = _engine(ctx, db)
     try:
@@ -131,14 +129,15 @@ def project(
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from eventstore.store import Log
+    from migrations import require_current_schema
     from projections.sql.db import display_url
     from projections.sql.projector import Projector
 
     url, engine = _engine(ctx, db)
     try:
+        require_current_schema(engine)
         projector = Projector(engine, namespace, batch_events=batch_events)
-        log = Log.open(_store(ctx))
+        log = cli_context(ctx).open()
         try:
             log.partitions(namespace)  # fails with a one-line error when the namespace does not exist
             console = Console(file=sys.stderr, highlight=False)

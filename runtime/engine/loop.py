@@ -106,15 +106,17 @@ class Engine:
         self._drain()
         self._end_step()
 
-    def process(self, name: str, data: dict[str, Any], ts: int, event_id: str | None = None) -> None:
-        """One input event (market data, or a venue's execution report in live) → one step."""
+    def process(self, name: str, data: dict[str, Any], ts: int, event_id: str | None = None, *,
+                source: str = "input") -> None:
+        """One input event (market data, or a venue's execution report in live) → one step; `source` names the
+        component that observed it when this namespace records it (a feed, a venue adapter)."""
         if ts > self.now:
             self.now = ts
         if self._timers and self._timers[0][0] <= ts:
             self._fire_timers(ts)
         if self.record_inputs or event_id is None:
             self._cause = None
-            self.emit(name, data, ts, source=data.get("_source", "input"))
+            self.emit(name, data, ts, source=source)
         else:
             self.state.apply(name, data, ts)
             self.inputs += 1

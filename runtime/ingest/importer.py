@@ -75,7 +75,7 @@ def read_state(log: Log, namespace: str, spec: CsvSpec) -> NamespaceState:
     """What the namespace already holds for this file's series, from HistoryImported events only."""
     if namespace not in existing_namespaces(log):
         return NamespaceState(series=SeriesState())
-    horizon = log.backend.open_reader(namespace).horizon()
+    horizon = log.horizon(namespace)
     history = [ev.data for ev in log.replay(namespace, types=["HistoryImported"], to_seq=horizon)]
     series = fold_history(history).get(series_key(spec.instrument, spec.kind, spec.timeframe)) or SeriesState()
     known = any(d["instrument_id"] == spec.instrument for d in history) or any(
@@ -145,7 +145,7 @@ def import_csv(
                 step.append(history_draft(spec, path.name, sha256, batch))
                 if writer is None:  # opened only now: a file that fails early leaves no empty namespace
                     writer = log.writer(namespace)
-                    if log.backend.open_reader(namespace).horizon() != state.horizon:
+                    if log.horizon(namespace) != state.horizon:
                         raise TapeError(f"namespace {namespace!r} was written while the import started: re-run it")
                 writer.append(step)
                 result.imported += len(batch)

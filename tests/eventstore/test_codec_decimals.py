@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 from fastavro import schemaless_reader
+from logkit import catalog, open_log
 
 from eventstore.codec import Codec, Registry, _raw_decimal_reader, encode_value
 from eventstore.writer import Draft
-from logkit import catalog, open_log
 
 
 def _value(t: Any, rng: random.Random, depth: int = 0) -> Any:

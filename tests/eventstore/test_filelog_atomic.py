@@ -5,9 +5,9 @@ import os
 from pathlib import Path
 
 import pytest
+from logkit import check_chain, open_log, segment, step, steps_of
 
 from eventstore.partition import Partition
-from logkit import check_chain, open_log, segment, step, steps_of
 
 ORDER = ["market-0", "intents-0", "executions-0", "system-0", "_commits"]  # the order a KINDS step is written
 

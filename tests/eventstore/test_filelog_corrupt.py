@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import pytest
+from logkit import files, open_log, restore, segment, step
 
 from eventstore.errors import CorruptLog
 from eventstore.partition import Partition
-from logkit import files, open_log, restore, segment, step
 
 STEPS = 8
 

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from logkit import check_chain, open_log, step, steps_of
 
 HERE = Path(__file__).resolve().parent

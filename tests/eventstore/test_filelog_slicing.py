@@ -7,10 +7,10 @@ from pathlib import Path
 
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, given, settings
+from logkit import KEYS, KINDS, check_chain, draft, open_log, segment
 
 from eventstore.partition import INDEX, Partition
 from eventstore.writer import partition_for
-from logkit import KEYS, KINDS, check_chain, draft, open_log, segment
 
 _ns = itertools.count()
 SMALL = {"segment_bytes": 4096, "index_interval": 256}

@@ -5,11 +5,11 @@ import subprocess
 from decimal import Decimal
 
 import pytest
+from logkit import open_log, step
 
 from eventstore.errors import LockedNamespace, StoreError
 from eventstore.store import Log
 from eventstore.writer import Draft
-from logkit import open_log, step
 
 HOLDER = """
 import sys

@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from logkit import KINDS, check_chain, files, open_log, restore, segment, step, steps_of
 
 from eventstore.partition import Partition
-from logkit import KINDS, check_chain, files, open_log, restore, segment, step, steps_of
 
 N = 5
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from handlers.queue import OutboundQueue, QueueConfigError
+from handlers.queue import OutboundQueue, QueueConfigError, parse_queue_config
 
 D = Decimal
 X, Y = "BTCUSDT.SIM", "ETHUSDT.SIM"
@@ -47,15 +47,15 @@ def filled(cid: str, qty: str, iid: str = X) -> dict[str, Any]:
 
 
 def test_without_a_rate_everything_leaves_at_once():
-    q = OutboundQueue({})
+    q = OutboundQueue(parse_queue_config({}))
     assert q.offer(order("a"), T0) == [released("a")]
     assert q.offer(order("b", Y), T0) == [released("b", Y)]
     assert q.release_due(T0) == []
-    assert OutboundQueue({"venue": "BINANCE"}).offer(order("a"), T0) == [released("a", venue="BINANCE")]
+    assert OutboundQueue(parse_queue_config({"venue": "BINANCE"})).offer(order("a"), T0) == [released("a", venue="BINANCE")]
 
 
 def test_token_bucket_holds_then_releases_at_the_right_event_time():
-    q = OutboundQueue({"rate_per_second": 1, "burst": 2})
+    q = OutboundQueue(parse_queue_config({"rate_per_second": 1, "burst": 2}))
     assert q.offer(order("a"), T0) == [released("a")]
     assert q.offer(order("b"), T0) == [released("b")]  # the burst
     assert q.offer(order("c"), T0) == [held("c", "rate_limit", T0 + S)]
@@ -73,7 +73,7 @@ def test_token_bucket_holds_then_releases_at_the_right_event_time():
 
 
 def test_fractional_rates_are_exact():
-    q = OutboundQueue({"rate_per_second": 3, "burst": 1})  # one token every 333,333,333.3 ns
+    q = OutboundQueue(parse_queue_config({"rate_per_second": 3, "burst": 1}))  # one token every 333,333,333.3 ns
     assert q.offer(order("a"), T0) == [released("a")]
     assert q.offer(order("b"), T0) == [held("b", "rate_limit", T0 + 333_333_334)]
     # b leaves on a whole ns, 0.67 ns after its token: with burst 1 that refill is lost (a full bucket)
@@ -83,14 +83,14 @@ def test_fractional_rates_are_exact():
     assert q.release_due(T0 + 666_666_667) == []
     assert q.release_due(T0 + 666_666_668) == [released("c")]
     assert q.offer(order("d"), T0 + S + 2) == [released("d")]
-    burst = OutboundQueue({"rate_per_second": 3, "burst": 2})  # with headroom nothing is lost
+    burst = OutboundQueue(parse_queue_config({"rate_per_second": 3, "burst": 2}))  # with headroom nothing is lost
     assert [burst.offer(order(c), T0)[0] for c in "abcd"] == [
         released("a"), released("b"), held("c", "rate_limit", T0 + 333_333_334),
         held("d", "rate_limit", T0 + 666_666_667)]
 
 
 def test_fifo_a_newcomer_never_overtakes_a_waiting_order():
-    q = OutboundQueue({"rate_per_second": 1, "burst": 1})
+    q = OutboundQueue(parse_queue_config({"rate_per_second": 1, "burst": 1}))
     q.offer(order("a"), T0)
     assert q.offer(order("b"), T0) == [held("b", "rate_limit", T0 + S)]
     # at T0+1s b is due but release_due has not run yet: the offer releases b first, then holds c
@@ -98,7 +98,7 @@ def test_fifo_a_newcomer_never_overtakes_a_waiting_order():
 
 
 def test_cancels_take_tokens_and_wait_in_line():
-    q = OutboundQueue({"rate_per_second": 1, "burst": 1})
+    q = OutboundQueue(parse_queue_config({"rate_per_second": 1, "burst": 1}))
     assert q.offer(order("a"), T0) == [released("a")]
     assert q.offer_cancel(cancel("a"), T0) == [held("a", "rate_limit", T0 + S)]
     assert q.release_due(T0 + S) == [released_cancel("a")]  # the cancel, marked as such
@@ -106,7 +106,7 @@ def test_cancels_take_tokens_and_wait_in_line():
 
 def test_a_new_order_waits_for_a_cancel_in_flight_on_its_instrument():
     for answer in ("OrderCanceled", "OrderCancelRejected", "OrderExpired", "OrderRejected"):
-        q = OutboundQueue({})
+        q = OutboundQueue(parse_queue_config({}))
         assert q.offer(order("a"), T0) == [released("a")]
         assert q.offer_cancel(cancel("a"), T0) == [released_cancel("a")]
         assert q.offer(order("b"), T0) == [held("b", "cancel_in_flight", None)]
@@ -117,7 +117,7 @@ def test_a_new_order_waits_for_a_cancel_in_flight_on_its_instrument():
 
 
 def test_a_fill_that_completes_the_order_resolves_its_cancel():
-    q = OutboundQueue({})
+    q = OutboundQueue(parse_queue_config({}))
     q.offer(order("a", qty="2"), T0)
     q.offer_cancel(cancel("a"), T0)
     assert q.offer(order("b"), T0) == [held("b", "cancel_in_flight", None)]
@@ -126,7 +126,7 @@ def test_a_fill_that_completes_the_order_resolves_its_cancel():
 
 
 def test_cancels_are_never_held_behind_a_cancel_and_fifo_puts_orders_after_earlier_cancels():
-    q = OutboundQueue({"rate_per_second": 1, "burst": 1})
+    q = OutboundQueue(parse_queue_config({"rate_per_second": 1, "burst": 1}))
     assert q.offer(order("a"), T0) == [released("a")]
     assert q.offer(order("b"), T0) == [held("b", "rate_limit", T0 + S)]
     assert q.offer_cancel(cancel("a"), T0) == [held("a", "rate_limit", T0 + 2 * S)]
@@ -144,7 +144,7 @@ def test_cancels_are_never_held_behind_a_cancel_and_fifo_puts_orders_after_earli
 
 
 def test_held_orders_behind_a_cancel_keep_their_place():
-    q = OutboundQueue({})
+    q = OutboundQueue(parse_queue_config({}))
     q.offer(order("a"), T0)
     q.offer_cancel(cancel("a"), T0)
     out = [q.offer(order(c), T0) for c in ("b", "c")] + [q.offer(order("d", Y), T0)]
@@ -153,13 +153,13 @@ def test_held_orders_behind_a_cancel_keep_their_place():
 
 
 def test_duplicate_client_order_ids_are_refused():
-    q = OutboundQueue({})
+    q = OutboundQueue(parse_queue_config({}))
     assert q.offer(order("a"), T0) == [released("a")]
     (name, p), = q.offer(order("a"), T0)
     assert name == "RiskRejected"
     assert p == {"instrument_id": X, "client_order_id": "a", "intent_id": "ns:a", "rule": "duplicate_client_order_id",
                  "limit": "unique", "value": "a", "reason": p["reason"]}
-    q2 = OutboundQueue({"rate_per_second": 1, "burst": 1})
+    q2 = OutboundQueue(parse_queue_config({"rate_per_second": 1, "burst": 1}))
     q2.offer(order("a"), T0)
     q2.offer(order("b"), T0)
     assert q2.offer(order("b"), T0)[0][1]["rule"] == "duplicate_client_order_id"  # also while the first is held
@@ -167,7 +167,7 @@ def test_duplicate_client_order_ids_are_refused():
 
 
 def test_cancel_of_a_held_order_removes_it():
-    q = OutboundQueue({"rate_per_second": 1, "burst": 1})
+    q = OutboundQueue(parse_queue_config({"rate_per_second": 1, "burst": 1}))
     q.offer(order("a"), T0)
     q.offer(order("b"), T0)
     q.offer(order("c"), T0)
@@ -179,7 +179,7 @@ def test_cancel_of_a_held_order_removes_it():
 
 
 def test_cancel_before_the_order_arrives_refuses_the_order():
-    q = OutboundQueue({})
+    q = OutboundQueue(parse_queue_config({}))
     assert q.offer_cancel(cancel("a"), T0) == []
     (name, p), = q.offer(order("a"), T0)
     assert (name, p["rule"]) == ("RiskRejected", "canceled_in_queue")
@@ -187,7 +187,7 @@ def test_cancel_before_the_order_arrives_refuses_the_order():
 
 
 def test_cancel_of_a_finished_order_is_sent_but_holds_nothing():
-    q = OutboundQueue({})
+    q = OutboundQueue(parse_queue_config({}))
     q.offer(order("a"), T0)
     q.on_execution("OrderFilled", filled("a", "1"), T0)
     assert q.offer_cancel(cancel("a"), T0) == [released_cancel("a")]  # the venue answers "already filled"
@@ -198,7 +198,7 @@ def test_restore_after_recovery_lets_cancels_through():
     class O:
         client_order_id, leaves_quantity = "old", D(1)
 
-    q = OutboundQueue({})
+    q = OutboundQueue(parse_queue_config({}))
     q.restore([O()])
     assert q.offer_cancel(cancel("old"), T0) == [released_cancel("old")]
     assert q.offer(order("n"), T0) == [held("n", "cancel_in_flight", None)]
@@ -221,8 +221,8 @@ def script(q: OutboundQueue) -> list:
 
 
 def test_fifo_is_deterministic():
-    a = script(OutboundQueue({"rate_per_second": 2, "burst": 3}))
-    b = script(OutboundQueue({"rate_per_second": 2, "burst": 3}))
+    a = script(OutboundQueue(parse_queue_config({"rate_per_second": 2, "burst": 3})))
+    b = script(OutboundQueue(parse_queue_config({"rate_per_second": 2, "burst": 3})))
     assert a == b
     rel = [p["client_order_id"] for n, p in a if n == "OrderReleased"]
     assert any(n == "OrderHeld" for n, p in a)
@@ -242,10 +242,10 @@ def test_fifo_is_deterministic():
 ])
 def test_config_errors(cfg, msg):
     with pytest.raises(QueueConfigError, match=msg):
-        OutboundQueue(cfg)
+        OutboundQueue(parse_queue_config(cfg))
 
 
 def test_default_burst_is_the_rate():
-    q = OutboundQueue({"rate_per_second": D("2.5")})
+    q = OutboundQueue(parse_queue_config({"rate_per_second": D("2.5")}))
     assert q.burst == 2
     assert [q.offer(order(c), T0)[0][0] for c in "abc"] == ["OrderReleased", "OrderReleased", "OrderHeld"]

@@ -1,13 +1,14 @@
 """Risk engine: each rule accepting and rejecting (rule, limit, value), rule order, halts, config files."""
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from handlers.risk import RULE_ORDER, RiskConfigError, RiskEngine, build_rules, load_risk_config, parse_risk_config
+from handlers.risk.engine import RiskEngine, build_rules
+from handlers.risk.limits import RiskConfigError, parse_risk_config
+from handlers.risk.rules import RULE_ORDER
 from projections.risk import DAY_NS
 from projections.state import State
 
@@ -74,7 +75,7 @@ def hold_position(st: State, side: str, qty: str, price: str = "100", iid: str =
 def check(cfg: dict[str, Any], st: State, o: dict[str, Any], now: int = T0) -> tuple[str, dict[str, Any]]:
     """The verdict; like the engine, the intent is folded first (the verdict is not: tests fold it when needed)."""
     st.apply("OrderIntent", o, now)
-    return RiskEngine(cfg).check(o, "ns:7", st, now)
+    return RiskEngine(parse_risk_config(cfg)).check(o, "ns:7", st, now)
 
 
 def accepted(cfg, st, o, now=T0) -> bool:
@@ -108,7 +109,7 @@ def test_cancel_intents_always_pass_even_when_halted():
     st = make_state()
     set_state(st, "HALTED")
     cancel = {"instrument_id": IID, "strategy_id": "t", "client_order_id": "c1", "reason": "done"}
-    assert RiskEngine({"max_open_orders": 1}).check(cancel, "ns:9", st, T0)[0] == "RiskAccepted"
+    assert RiskEngine(parse_risk_config({"max_open_orders": 1})).check(cancel, "ns:9", st, T0)[0] == "RiskAccepted"
 
 
 # ---- trading state ---------------------------------------------------------------------------------------------
@@ -335,7 +336,7 @@ def halt_state(usdt: str = "10000") -> State:
 
 def test_daily_loss_limit_halts_once():
     st = halt_state()
-    eng = RiskEngine({"daily_loss_limit": 100})
+    eng = RiskEngine(parse_risk_config({"daily_loss_limit": 100}))
     tick(st, "90.01", T0 + 1)  # loss 99.9
     assert eng.evaluate(st, T0 + 1) == []
     tick(st, "90", T0 + 2)  # loss 100: the limit is reached
@@ -354,7 +355,7 @@ def test_daily_loss_limit_halts_once():
 
 def test_daily_loss_is_measured_from_each_days_start():
     st = halt_state()
-    eng = RiskEngine({"daily_loss_limit": 100})
+    eng = RiskEngine(parse_risk_config({"daily_loss_limit": 100}))
     tick(st, "91", T0 + 1)  # -90
     assert eng.evaluate(st, T0 + 1) == []
     next_day = (T0 // DAY_NS + 1) * DAY_NS
@@ -367,7 +368,7 @@ def test_daily_loss_is_measured_from_each_days_start():
 
 def test_max_drawdown_from_the_peak_and_from_reducing():
     st = halt_state()
-    eng = RiskEngine({"max_drawdown": D("0.02")})
+    eng = RiskEngine(parse_risk_config({"max_drawdown": D("0.02")}))
     tick(st, "120", T0 + 1)  # peak 10200
     tick(st, "100", T0 + 2)  # 200 / 10200 < 0.02
     assert eng.evaluate(st, T0 + 2) == []
@@ -381,70 +382,16 @@ def test_max_drawdown_from_the_peak_and_from_reducing():
 def test_evaluate_is_silent_without_limits_or_equity():
     st = halt_state()
     tick(st, "1", T0 + 1)
-    assert RiskEngine({}).evaluate(st, T0 + 1) == []
-    assert RiskEngine({"max_drawdown": D("0.1")}).evaluate(State(), T0) == []
+    assert RiskEngine(parse_risk_config({})).evaluate(st, T0 + 1) == []
+    assert RiskEngine(parse_risk_config({"max_drawdown": D("0.1")})).evaluate(State(), T0) == []
 
 
-# ---- config ------------------------------------------------------------------------------------------------------
-
-EXAMPLE = """\
-max_order_quantity = 5
-max_order_notional = 50000
-max_position = { "BTCUSDT.SIM" = 2, default = 10 }
-max_gross_exposure = 100000
-price_band = 0.05
-max_open_orders = 20
-order_rate = 10
-order_rate_window = 1
-daily_loss_limit = 1000
-max_drawdown = 0.2
-allowed_instruments = ["BTCUSDT.SIM", "ETHUSDT.SIM"]
-
-[queue]
-rate_per_second = 5
-burst = 10
-"""
-
-
-def test_load_toml_and_json(tmp_path):
-    p = tmp_path / "risk.toml"
-    p.write_text(EXAMPLE)
-    cfg = load_risk_config(p)
-    assert cfg["price_band"] == D("0.05") and isinstance(cfg["price_band"], Decimal)  # exact, never float
-    eng = RiskEngine(cfg)
-    assert eng.limits.max_position_per_instrument == ((IID, D(2)),) and eng.limits.max_position == 10
-    j = tmp_path / "risk.json"
-    j.write_text(json.dumps({"max_order_notional": 1000, "price_band": 0.1}))
-    assert load_risk_config(j)["price_band"] == D("0.1")
-
-
-@pytest.mark.parametrize("text, message", [
-    ("max_postion = 3", "unknown key 'max_postion' (did you mean 'max_position'?)"),
-    ("max_order_quantity = -1", "max_order_quantity must be a positive number"),
-    ("max_order_quantity = 'lots'", "max_order_quantity must be a number"),
-    ("max_open_orders = 1.5", "max_open_orders must be a whole number"),
-    ("order_rate = 5000", "order_rate must be a whole number from 1 up to 1000"),
-    ("order_rate_window = 2", "order_rate_window needs order_rate"),
-    ("max_drawdown = 20", "max_drawdown is a fraction"),
-    ("allowed_instruments = 'BTC'", "allowed_instruments must be a list"),
-    ("[queue]\nrate = 3", "unknown key 'rate'"),
-    ("[queue]\nburst = 0", "burst must be a whole number"),
-    ("max_order_quantity = = 3", "not valid TOML"),
-])
-def test_bad_config_files_give_one_line_errors(tmp_path, text, message):
-    p = tmp_path / "risk.toml"
-    p.write_text(text)
-    with pytest.raises(RiskConfigError) as e:
-        load_risk_config(p)
-    assert message in str(e.value) and "\n" not in str(e.value) and str(p) in str(e.value)
-
-
-def test_missing_file_and_bad_json(tmp_path):
-    with pytest.raises(RiskConfigError, match="cannot read it"):
-        load_risk_config(tmp_path / "nope.toml")
-    j = tmp_path / "r.json"
-    j.write_text("{nope")
-    with pytest.raises(RiskConfigError, match="not valid JSON"):
-        load_risk_config(j)
+def test_parse_and_canonical_round_trip():
+    limits = parse_risk_config({"max_order_quantity": 5, "max_position": {IID: 2, "default": 10}, "order_rate": 3,
+                                "order_rate_window": D("0.5"), "allowed_instruments": [IID]})
+    assert limits.max_position_per_instrument == ((IID, D(2)),) and limits.max_position == 10
+    assert parse_risk_config(limits.canonical()) == limits
     with pytest.raises(RiskConfigError, match="unknown key"):
-        RiskEngine({"max_exposure": 1})
+        parse_risk_config({"max_exposure": 1})
+    with pytest.raises(RiskConfigError, match="unknown key 'queue'"):  # the queue parses its own settings
+        parse_risk_config({"queue": {"burst": 2}})

@@ -12,6 +12,7 @@ from eventstore.store import Log
 from eventstore.writer import Draft
 from handlers.strategies.sma_cross import SmaCross
 from handlers.strategy import Strategy, load_strategy, params_as_strings, parse_params
+from handlers.venues.sim.config import parse_venue_config
 from runtime.backtest.runner import BacktestSpec, run_backtest
 
 IID = "ETHUSDT.SIM"
@@ -86,7 +87,7 @@ def test_params_are_typed_and_recorded_exactly() -> None:
 def test_timer_cancels_a_stop_limit_order_in_event_time(tmp_path: Path) -> None:
     log = _source(tmp_path)
     spec = BacktestSpec(source="src", strategy="tests.handlers.test_strategy:TimerStrategy",
-                        venue={"starting_balances": {"USDT": "10000"}})
+                        venue=parse_venue_config({"starting_balances": {"USDT": "10000"}}))
     run_backtest(log, spec, run_id="bt-t")
     events = [(e.name, e.ts_event, e.data) for e in log.replay("bt-t")]
     names = [n for n, _, _ in events]

@@ -195,10 +195,3 @@ def test_statistics_from_the_round_trip_fold_alone():
     assert rt.trips is rt.closed
     with pytest.raises(TypeError):
         statistics(c, rt.closed, None)
-
-
-def test_sample_alias_takes_any_truthy_exposure():
-    c = EquityCurve()
-    c.sample(1, D(5), D("0.5"))
-    c.sample(2, D(5), D(0))
-    assert c.in_market == [True, False]

@@ -4,8 +4,7 @@ from __future__ import annotations
 import copy
 from decimal import Decimal
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from projkit import IID, D, account, fill, instrument, market, trade
 
 from projections.performance import RoundTrips

@@ -168,19 +168,17 @@ def test_day_start_equity_is_taken_at_the_first_event_of_each_utc_day():
     assert r.peak_equity == D("1000")
 
 
-def test_hot_path_is_cheap():
-    """A bar for a flat instrument folds in well under a microsecond-scale budget (generous bound for CI)."""
-    import time
-
+def test_a_bar_for_a_flat_instrument_does_not_recompute_equity():
+    """The hot path: marks that no balance or position depends on leave equity as it is, without a full recompute
+    (speed itself is measured in bench/, not asserted here)."""
     st = new_state(USDT="1000")
+    calls = []
+    real = st.portfolio.equity
+    st.portfolio.equity = lambda currency: calls.append(currency) or real(currency)
     data = {"instrument_id": IID, "open": D(1), "high": D(1), "low": D(1), "close": D(1), "volume": D(1)}
-    apply = st.risk.apply
-    n = 20_000
-    t = time.perf_counter()
-    for i in range(n):
-        apply("Bar", data, T0 + i)
-    per = (time.perf_counter() - t) / n
-    assert per < 20e-6
+    for i in range(1000):
+        st.risk.apply("Bar", {**data, "close": D(100 + i % 7)}, T0 + i)
+    assert st.risk.equity == D(1000) and len(calls) <= 1
 
 
 @pytest.mark.parametrize("event", ["Bar", "TradeTick", "QuoteTick"])

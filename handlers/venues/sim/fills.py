@@ -1,7 +1,7 @@
 """Fill rules of the simulated venue: where on the data an order triggers and fills, at what price, as whom.
 
 Pure functions of an order's terms and the prices one market event offers; no state, no events, no I/O.
-The rule book (intrabar path, gaps, maker/taker) is documented in handlers/simvenue.py.
+The rule book (intrabar path, gaps, maker/taker) is documented in handlers/venues/sim/venue.py.
 
 A *path* is the sequence of prices the event offers, in time order: a bar is (open, low, high, close) when it
 closes at or above its open, else (open, high, low, close); a trade tick is (price,); a quote is (ask,) for buys
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 MAKER, TAKER = "MAKER", "TAKER"
 STOPS = frozenset({"STOP_MARKET", "STOP_LIMIT"})
@@ -80,3 +81,12 @@ def plan_fill(*, buy: bool, order_type: str, limit: Decimal | None, trigger: Dec
     if hit is not None:
         return Plan(hit[0], lim, lim, MAKER, just_triggered)
     return Plan(leg, x, None, TAKER, True) if just_triggered else None
+
+
+def last_seen_price(name: str, data: dict[str, Any], buy: bool) -> Decimal:
+    """Where the market stands after an event for one side: bar close, trade price, ask (buy) / bid (sell)."""
+    if name == "Bar":
+        return data["close"]
+    if name == "TradeTick":
+        return data["price"]
+    return data["ask_price"] if buy else data["bid_price"]

@@ -6,7 +6,7 @@ now)` and `after_commit()` (a no-op here). Each returns the execution events it 
 ts_event) tuples. The venue keeps its own account (balances, positions, locks) updated by its own fills, so
 its checks depend only on what it has emitted. Event time only; nothing random.
 
-Config (a dict; `load_venue_config` reads it from TOML or JSON; every key optional)::
+Config (handlers/venues/sim/config.py parses it once into a VenueConfig; every key optional)::
 
     name = "SIM"                  # venue name in events; trade ids are "SIM-1", "SIM-2" …, venue order ids "SIM-O1" …
     starting_balances = { USDT = "10000", BTC = "0.5" }   # default: 1000000 of each quote currency defined at start
@@ -85,28 +85,21 @@ Rejects at arrival (OrderRejected reason_code, reason), in this order
 Expiry: GTD orders expire (OrderExpired, ts_event = expire_ts) and DAY orders at the next UTC midnight after
 arrival. A tick at or after the expiry, or a bar closing after it, finds the order expired; a bar closing exactly
 at the expiry is still matched.
-Account: start() emits an AccountState (reported=True) with the starting balances. Fills move balances the way the
-portfolio projection folds them (spot: base ± qty, quote ∓ qty × price; derivatives: realized PnL into settlement;
-fee from the fee currency); an AccountState after fills only when emit_account_state is true.
+Account (handlers/venues/sim/account.py): start() emits an AccountState (reported=True) with the starting balances.
+Fills move balances by the one netting rule of projections/accounting.py, which the portfolio projection folds the
+same fill with; an AccountState after fills only when emit_account_state is true.
 """
 from __future__ import annotations
 
 import heapq
-import json
-import math
-import tomllib
 from dataclasses import dataclass
-from decimal import ROUND_FLOOR, Decimal, InvalidOperation, localcontext
-from pathlib import Path
+from decimal import ROUND_FLOOR, Decimal, localcontext
 from typing import Any
 
-from handlers.venues.sim.fills import MAKER, STOPS, TAKER, Plan, bar_path, plan_fill
-from projections.accounting import Position, book_fill
-from schemas.decimals import ARITHMETIC as _CTX
-from schemas.decimals import ONE as _ONE
-from schemas.decimals import Q18, exact_text, q18
-from schemas.decimals import ZERO as _ZERO
-from schemas.errors import TapeError
+from handlers.venues.sim.account import SimAccount
+from handlers.venues.sim.config import VenueConfig
+from handlers.venues.sim.fills import STOPS, Plan, bar_path, last_seen_price, plan_fill
+from schemas.decimals import ARITHMETIC as _CTX, Q18, ZERO as _ZERO
 from schemas.names import PRICES
 
 DAY_NS = 86_400 * 1_000_000_000
@@ -120,152 +113,7 @@ FILLED, CANCELED, REJECTED, EXPIRED = "FILLED", "CANCELED", "REJECTED", "EXPIRED
 CONFIG_KEYS = ("name", "starting_balances", "latency_ms", "latency_ns", "market_fill", "volume_participation",
                "maker_fee", "taker_fee", "account_type", "leverage", "emit_account_state", "report_currency")
 
-Emitted = tuple[str, dict[str, Any], int]
-
-
-class VenueConfigError(TapeError):
-    """The simulated venue's configuration has an unknown key or a value it cannot use."""
-
-
-# ---- configuration -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class VenueConfig:
-    """The validated configuration (see the module docstring for the meaning of each key)."""
-
-    name: str = "SIM"
-    starting_balances: dict[str, Decimal] | None = None
-    latency_ns: int = 0
-    market_fill: str = "next_open"
-    volume_participation: Decimal | None = _ONE  # None: no volume cap
-    maker_fee: Decimal | None = None
-    taker_fee: Decimal | None = None
-    account_type: str = "cash"
-    leverage: Decimal = _ONE
-    emit_account_state: bool = False
-
-
-def _decimal(value: Any, what: str, where: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
-        raise VenueConfigError(f"{where}: {what} must be a number or a decimal string, e.g. \"0.001\"; got {value!r}")
-    try:
-        d = Decimal(str(value).strip()) if not isinstance(value, Decimal) else value
-    except InvalidOperation:
-        raise VenueConfigError(f"{where}: {what} = {value!r} is not a decimal number; write it like "
-                               f"\"0.001\"") from None
-    if not d.is_finite():
-        raise VenueConfigError(f"{where}: {what} = {value!r} must be finite")
-    if d.as_tuple().exponent < -18:  # type: ignore[operator]
-        raise VenueConfigError(f"{where}: {what} = {value!r} has more than 18 decimal places; round it")
-    return d
-
-
-def _normalize(raw: dict[str, Any], where: str) -> dict[str, Any]:
-    """Validated, typed copy of the keys given (Decimals for amounts and rates); raises VenueConfigError."""
-    if not isinstance(raw, dict):
-        raise VenueConfigError(f"{where}: must be a table/object of settings, got {type(raw).__name__}")
-    out: dict[str, Any] = {}
-    for key in raw:
-        if key not in CONFIG_KEYS:
-            raise VenueConfigError(f"{where}: unknown key {key!r}; known keys: {', '.join(CONFIG_KEYS)}")
-    for key, value in raw.items():
-        if key in ("name", "report_currency"):
-            if not isinstance(value, str) or not value.strip():
-                raise VenueConfigError(f"{where}: {key} must be a non-empty string, got {value!r}")
-            out[key] = value
-        elif key == "starting_balances":
-            if not isinstance(value, dict):
-                raise VenueConfigError(f"{where}: starting_balances must be a table of currency = \"amount\", "
-                                       f"e.g. {{ USDT = \"10000\" }}")
-            bal = {}
-            for cur, amount in value.items():
-                if not isinstance(cur, str) or not cur:
-                    raise VenueConfigError(f"{where}: starting_balances has an empty currency name")
-                bal[cur] = _decimal(amount, f"starting_balances.{cur}", where)
-            out[key] = bal
-        elif key in ("latency_ms", "latency_ns"):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-                    isinstance(value, float) and not math.isfinite(value)) or value < 0:
-                raise VenueConfigError(f"{where}: {key} must be a number >= 0, got {value!r}")
-            if key == "latency_ns" and not isinstance(value, int):
-                raise VenueConfigError(f"{where}: latency_ns must be a whole number of nanoseconds, got {value!r}")
-            out[key] = value
-        elif key == "market_fill":
-            if value not in ("next_open", "same_close"):
-                raise VenueConfigError(f"{where}: market_fill must be \"next_open\" or \"same_close\", got {value!r}")
-            out[key] = value
-        elif key == "volume_participation":
-            if value is None or value == "unlimited":
-                out[key] = "unlimited"
-                continue
-            d = _decimal(value, key, where)
-            if not (0 < d <= 1):
-                raise VenueConfigError(f"{where}: volume_participation must be in (0, 1] or \"unlimited\", "
-                                       f"got {value!r}")
-            out[key] = d
-        elif key in ("maker_fee", "taker_fee"):
-            d = _decimal(value, key, where)
-            if not (-1 < d < 1):
-                raise VenueConfigError(f"{where}: {key} is a rate (0.001 = 0.1%), got {value!r}")
-            out[key] = d
-        elif key == "account_type":
-            if value not in ("cash", "margin"):
-                raise VenueConfigError(f"{where}: account_type must be \"cash\" or \"margin\", got {value!r}")
-            out[key] = value
-        elif key == "leverage":
-            d = _decimal(value, key, where)
-            if d <= 0:
-                raise VenueConfigError(f"{where}: leverage must be > 0, got {value!r}")
-            out[key] = d
-        elif key == "emit_account_state":
-            if not isinstance(value, bool):
-                raise VenueConfigError(f"{where}: emit_account_state must be true or false, got {value!r}")
-            out[key] = value
-    if "latency_ms" in out and "latency_ns" in out:
-        raise VenueConfigError(f"{where}: give latency_ms or latency_ns, not both")
-    return out
-
-
-def parse_venue_config(raw: dict[str, Any] | None, where: str = "venue config") -> VenueConfig:
-    """The typed configuration from a dict (as loaded, or as recorded); raises VenueConfigError naming the key."""
-    c = _normalize(raw or {}, where)
-    latency = c.get("latency_ns", 0)
-    if "latency_ms" in c:
-        latency = int(Decimal(str(c["latency_ms"])) * 1_000_000)
-    part = c.get("volume_participation", _ONE)
-    return VenueConfig(name=c.get("name", "SIM"), starting_balances=c.get("starting_balances"), latency_ns=latency,
-                       market_fill=c.get("market_fill", "next_open"),
-                       volume_participation=None if part == "unlimited" else part,
-                       maker_fee=c.get("maker_fee"), taker_fee=c.get("taker_fee"),
-                       account_type=c.get("account_type", "cash"), leverage=c.get("leverage", _ONE),
-                       emit_account_state=c.get("emit_account_state", False))
-
-
-def load_venue_config(path: str | Path) -> dict[str, Any]:
-    """Read and validate a venue config file (.toml, or .json); the dict is what the run records and passes on."""
-    p = Path(path)
-    where = f"venue config {p}"
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise VenueConfigError(f"{where}: no such file; check the --venue path") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise VenueConfigError(f"{where}: cannot read it ({e.__class__.__name__}: {e})") from None
-    if p.suffix.lower() == ".json":
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise VenueConfigError(f"{where}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
-    else:
-        try:
-            raw = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            hint = "" if p.suffix.lower() == ".toml" else " (name the file .json for JSON)"
-            raise VenueConfigError(f"{where}: invalid TOML: {e}{hint}") from None
-    normalized = _normalize(raw, where)
-    parse_venue_config(normalized, where)
-    return normalized
+Execution = tuple[str, dict[str, Any], int]  # (name, payload, ts_event): what the venue reports, and when
 
 
 # ---- the venue ---------------------------------------------------------------------------------------------
@@ -301,12 +149,10 @@ class _Order:
 class SimulatedVenue:
     """Matches orders against replayed market data with latency, volume caps, fees and its own account."""
 
-    def __init__(self, config: dict[str, Any] | None, state: Any):
-        self.config = parse_venue_config(config)
-        self.name = self.config.name
+    def __init__(self, config: VenueConfig, state: Any):
+        self.config = config
+        self.name = config.name
         self.state = state
-        self.balances: dict[str, Decimal] = {}
-        self.positions: dict[str, Position] = {}  # the venue's own netting positions, from its own fills
         self._instruments = state.market.instruments
         self._same_close = self.config.market_fill == "same_close"
         self._participation = self.config.volume_participation
@@ -319,23 +165,24 @@ class SimulatedVenue:
         self._last: dict[str, tuple[str, dict[str, Any]]] = {}  # iid → the last market event seen (name, data)
         self._used: dict[str, list[Any]] = {}  # iid → [data, used (buys or all), used by sells (quotes)]
         self._filled = False
+        self.account = SimAccount(config, self._instruments, self._book, self._last)
 
     # ---- the engine's calls ------------------------------------------------------------------------------
 
-    def start(self, now: int) -> list[Emitted]:
+    def start(self, now: int) -> list[Execution]:
         """The opening account: starting balances from config (default 1,000,000 per quote currency defined)."""
         bal = self.config.starting_balances
         if bal is None:
             bal = {i.quote_currency: _DEFAULT_BALANCE for i in self._instruments.values()}
-        self.balances = {cur: bal[cur] for cur in sorted(bal)}
-        return [("AccountState", self._account_state(), now)]
+        self.account.balances = {cur: bal[cur] for cur in sorted(bal)}
+        return [("AccountState", self.account.state(self.name), now)]
 
-    def on_market(self, name: str, data: dict[str, Any], ts: int) -> list[Emitted]:
+    def on_market(self, name: str, data: dict[str, Any], ts: int) -> list[Execution]:
         """Run arrivals and expiries due by `ts`, then match the instrument's working orders against the event."""
         if name not in _MARKET:
             return []
         iid = data["instrument_id"]
-        out: list[Emitted] = []
+        out: list[Execution] = []
         timed = self._timed
         is_bar = name == "Bar"
         if timed and timed[0][0] <= ts:
@@ -354,9 +201,9 @@ class SimulatedVenue:
                 out.sort(key=_ts)
         return out
 
-    def submit(self, order: dict[str, Any], now: int) -> list[Emitted]:
+    def submit(self, order: dict[str, Any], now: int) -> list[Execution]:
         """Send an order: it arrives (accepted or rejected, maybe filled) at now + latency."""
-        out: list[Emitted] = []
+        out: list[Execution] = []
         with localcontext(_CTX):
             self._run_timed(now, out, before_bar=False)
             self._seq += 1
@@ -371,9 +218,9 @@ class SimulatedVenue:
         self._after(out)
         return out
 
-    def cancel(self, instrument_id: str, client_order_id: str, now: int) -> list[Emitted]:
+    def cancel(self, instrument_id: str, client_order_id: str, now: int) -> list[Execution]:
         """Send a cancel: answered (OrderCanceled or OrderCancelRejected) at now + latency."""
-        out: list[Emitted] = []
+        out: list[Execution] = []
         with localcontext(_CTX):
             self._run_timed(now, out, before_bar=False)
             self._seq += 1
@@ -388,7 +235,7 @@ class SimulatedVenue:
 
     # ---- time ---------------------------------------------------------------------------------------------
 
-    def _run_timed(self, ts: int, out: list[Emitted], *, before_bar: bool) -> None:
+    def _run_timed(self, ts: int, out: list[Execution], *, before_bar: bool) -> None:
         """Arrivals and expiries due by ts, in time order (before a bar: not the expiries at its close)."""
         timed = self._timed
         while timed:
@@ -405,7 +252,7 @@ class SimulatedVenue:
                 out.append(("OrderExpired", {"instrument_id": item.iid, "client_order_id": item.cid,
                                              "venue_order_id": item.venue_order_id}, t))
 
-    def _arrive(self, o: _Order, out: list[Emitted]) -> None:
+    def _arrive(self, o: _Order, out: list[Execution]) -> None:
         rejected = self._check(o)
         if rejected is not None:
             o.status = REJECTED
@@ -418,7 +265,7 @@ class SimulatedVenue:
         o.status = WORKING
         self._orders[o.cid] = o
         self._book.setdefault(o.iid, []).append(o)
-        self._lock(o)
+        self.account.lock(o)
         out.append(("OrderAccepted", {"instrument_id": o.iid, "client_order_id": o.cid,
                                       "venue_order_id": o.venue_order_id}, o.arrival))
         expire = o.expire_ts if o.tif == "GTD" else (o.arrival // DAY_NS + 1) * DAY_NS if o.tif == "DAY" else None
@@ -434,13 +281,13 @@ class SimulatedVenue:
             o.fresh = False
         elif self._same_close and o.order_type in ("MARKET", "LIMIT") and o.iid in self._last:
             name, data = self._last[o.iid]
-            px = _last_seen_price(name, data, o.buy)
+            px = last_seen_price(name, data, o.buy)
             plan = plan_fill(buy=o.buy, order_type=o.order_type, limit=o.price, trigger=o.trigger, triggered=False,
                              fresh=True, path=(px,), gap_fill_at_first=False)
             o.fresh = False
             self._execute(o, plan, name, data, o.arrival, out)
 
-    def _cancel_arrives(self, iid: str, cid: str, t: int, out: list[Emitted]) -> None:
+    def _cancel_arrives(self, iid: str, cid: str, t: int, out: list[Execution]) -> None:
         o = self._orders.get(cid)
         if o is None or o.iid != iid:
             reason = "unknown order"
@@ -458,7 +305,7 @@ class SimulatedVenue:
     # ---- matching -----------------------------------------------------------------------------------------
 
     def _match(self, name: str, data: dict[str, Any], ts: int, iid: str, book: list[_Order],
-               out: list[Emitted]) -> None:
+               out: list[Execution]) -> None:
         if name == "Bar":
             lo, hi = data["low"], data["high"]
             buy_range = sell_range = (lo, hi)
@@ -512,7 +359,7 @@ class SimulatedVenue:
                 self._execute(o, plan, name, data, at, out)
 
     def _execute(self, o: _Order, plan: Plan | None, name: str, data: dict[str, Any], at: int,
-                 out: list[Emitted]) -> None:
+                 out: list[Execution]) -> None:
         """Apply one plan to one order: trigger, fill what the volume and reduce-only allow, IOC/FOK remainder."""
         if plan is not None and plan.triggered and not o.triggered:
             o.triggered = True
@@ -522,7 +369,7 @@ class SimulatedVenue:
         if plan is not None and plan.price is not None and (not immediate or plan.leg == 0):
             qty = o.leaves
             if o.reduce_only:
-                held = self._position_quantity(o.iid)
+                held = self.account.position_quantity(o.iid)
                 reducible = -held if o.buy else held
                 if reducible <= 0:
                     self._close(o, CANCELED)
@@ -567,28 +414,23 @@ class SimulatedVenue:
         return qty.quantize(Q18, rounding=ROUND_FLOOR)
 
     def _fill(self, o: _Order, qty: Decimal, price: Decimal, liquidity: str, name: str, data: dict[str, Any],
-              at: int, out: list[Emitted]) -> None:
+              at: int, out: list[Execution]) -> None:
         inst = self._instruments[o.iid]
         used = self._used.get(o.iid)
         if used is not None and used[0] is data:
             used[2 if (name == "QuoteTick" and not o.buy) else 1] += qty
-        rate = self._rate(inst, liquidity)
+        rate = self.config.fee_rate(inst, liquidity)
         fee = (price * qty * inst.multiplier * rate).quantize(Q18)
         self._trade_n += 1
         out.append(("OrderFilled", {"instrument_id": o.iid, "client_order_id": o.cid,
                                     "venue_order_id": o.venue_order_id, "trade_id": f"{self.name}-{self._trade_n}",
                                     "side": o.side, "last_price": price, "last_quantity": qty, "fee": fee,
                                     "fee_currency": inst.quote_currency, "liquidity_side": liquidity}, at))
-        self._account_fill(inst, o.buy, qty, price, fee)
+        self.account.fill(inst, o.buy, qty, price, fee)
         o.leaves -= qty
         self._filled = True
         if o.leaves <= 0:
             self._close(o, FILLED)
-
-    def _rate(self, inst: Any, liquidity: str) -> Decimal:
-        if liquidity == MAKER:
-            return self.config.maker_fee if self.config.maker_fee is not None else inst.maker_fee
-        return self.config.taker_fee if self.config.taker_fee is not None else inst.taker_fee
 
     def _close(self, o: _Order, status: str) -> None:
         o.status = status
@@ -598,68 +440,11 @@ class SimulatedVenue:
             if not book:
                 del self._book[o.iid]
 
-    def _after(self, out: list[Emitted]) -> None:
+    def _after(self, out: list[Execution]) -> None:
         if self._filled:
             self._filled = False
             if self.config.emit_account_state:
-                out.append(("AccountState", self._account_state(), max(e[2] for e in out)))
-
-    # ---- the venue's account -------------------------------------------------------------------------------
-
-    def _account_fill(self, inst: Any, buy: bool, qty: Decimal, price: Decimal, fee: Decimal) -> None:
-        """Move balances and the netting position by the rule the portfolio projection folds the same fill with."""
-        pos = self.positions.get(inst.instrument_id)
-        if pos is None:
-            pos = self.positions[inst.instrument_id] = Position.of(inst.instrument_id, inst)
-        book_fill(pos, self.balances, inst, "BUY" if buy else "SELL", qty, price, fee, inst.quote_currency, 0)
-
-    def _locked(self, key: str) -> Decimal:
-        total = _ZERO
-        for book in self._book.values():
-            for o in book:
-                if o.lock_key == key:
-                    total += o.leaves * o.lock_per_unit
-        return total
-
-    def _lock(self, o: _Order) -> None:
-        inst = self._instruments[o.iid]
-        if self.config.account_type != "cash" or inst.kind != "SPOT":
-            return
-        if o.buy:
-            ref = self._reference_price(o)
-            if ref is not None:
-                o.lock_key = inst.quote_currency
-                o.lock_per_unit = ref * inst.multiplier * (1 + max(self._rate(inst, TAKER), _ZERO))
-        else:
-            o.lock_key, o.lock_per_unit = inst.base_currency, _ONE
-
-    def _account_state(self) -> dict[str, Any]:
-        balances = []
-        for cur in sorted(self.balances):
-            total = self.balances[cur]
-            locked = self._locked(cur).quantize(Q18) if self._book else _ZERO
-            balances.append({"currency": cur, "total": total, "free": total - locked, "locked": locked})
-        return {"venue": self.name, "balances": balances, "reported": True}
-
-    def _mark(self, iid: str) -> Decimal | None:
-        last = self._last.get(iid)
-        if last is None:
-            return None
-        name, data = last
-        if name == "Bar":
-            return data["close"]
-        if name == "TradeTick":
-            return data["price"]
-        return (data["bid_price"] + data["ask_price"]) / 2
-
-    def _reference_price(self, o: _Order) -> Decimal | None:
-        """The price an order is checked at: its limit, a stop-market's trigger, a market order's last price."""
-        if o.order_type in ("LIMIT", "STOP_LIMIT"):
-            return o.price
-        if o.order_type == "STOP_MARKET":
-            return o.trigger
-        last = self._last.get(o.iid)
-        return _last_seen_price(last[0], last[1], o.buy) if last is not None else None
+                out.append(("AccountState", self.account.state(self.name), max(e[2] for e in out)))
 
     # ---- checks at arrival ---------------------------------------------------------------------------------
 
@@ -687,95 +472,10 @@ class SimulatedVenue:
                 return "OTHER", "post-only is supported for LIMIT orders only"
             last = self._last.get(o.iid)
             if last is not None:
-                px = _last_seen_price(last[0], last[1], o.buy)
+                px = last_seen_price(last[0], last[1], o.buy)
                 if (o.price >= px) if o.buy else (o.price <= px):  # type: ignore[operator]
                     return "POST_ONLY_WOULD_TAKE", f"post-only {o.side} at {o.price} crosses the market at {px}"
-        if o.reduce_only:
-            held = self._position_quantity(o.iid)
-            reducible = -held if o.buy else held
-            if reducible <= 0 or o.quantity > reducible:
-                return "REDUCE_ONLY_WOULD_INCREASE", (f"reduce-only {o.side} {o.quantity} against a position of "
-                                                      f"{held} would increase it")
-        if self.config.account_type == "cash" and inst.kind == "SPOT":
-            return self._check_cash(o, inst)
-        return self._check_margin(o, inst)
-
-    def _check_cash(self, o: _Order, inst: Any) -> tuple[str, str] | None:
-        if o.buy:
-            ref = self._reference_price(o)
-            if ref is None:
-                return None
-            need = o.quantity * ref * inst.multiplier * (1 + max(self._rate(inst, TAKER), _ZERO))
-            cur = inst.quote_currency
-        else:
-            need, cur = o.quantity, inst.base_currency
-        free = self.balances.get(cur, _ZERO) - self._locked(cur)
-        if need > free:
-            return "INSUFFICIENT_BALANCE", (f"{o.side} {o.quantity} {o.iid} needs {_txt(need)} {cur}, "
-                                            f"{_txt(free)} free")
-        return None
-
-    def _holding(self, inst: Any) -> Decimal:
-        if inst.kind == "SPOT":
-            return self.balances.get(inst.base_currency, _ZERO)
-        return self._position_quantity(inst.instrument_id)
-
-    def _position_quantity(self, iid: str) -> Decimal:
-        pos = self.positions.get(iid)
-        return pos.quantity if pos is not None else _ZERO
-
-    def _check_margin(self, o: _Order, inst: Any) -> tuple[str, str] | None:
-        ref = self._reference_price(o)
-        if ref is None:
-            return None
-        held = self._holding(inst)
-        pending = _ZERO
-        for w in self._book.get(o.iid, ()):
-            if w.buy == o.buy:
-                pending += w.leaves
-        after = held + (pending + o.quantity if o.buy else -(pending + o.quantity))
-        if abs(after) <= abs(held):
-            return None
-        quote = inst.quote_currency
-        equity = self.balances.get(quote, _ZERO)
-        gross = abs(after) * ref * inst.multiplier
-        bases = {inst.base_currency} if inst.kind == "SPOT" else set()
-        for other in sorted(self._instruments):
-            oi = self._instruments[other]
-            if oi.quote_currency != quote:
-                continue
-            mark = self._mark(other)
-            if mark is None and other == inst.instrument_id:
-                mark = ref
-            if mark is None:
-                continue
-            if oi.kind == "SPOT":
-                if other != inst.instrument_id and oi.base_currency in bases:
-                    continue
-                bases.add(oi.base_currency)
-                amount = self.balances.get(oi.base_currency, _ZERO)
-                equity += amount * mark
-            else:
-                pos = self.positions.get(other)
-                amount = pos.quantity if pos is not None else _ZERO
-                if pos is not None:
-                    equity += pos.unrealized_pnl(mark)
-            if other != inst.instrument_id:
-                gross += abs(amount) * mark * oi.multiplier
-        limit = self.config.leverage * equity
-        if gross > limit:
-            return "INSUFFICIENT_BALANCE", (f"{o.side} {o.quantity} {o.iid}: exposure {_txt(gross)} {quote} would "
-                                            f"exceed leverage {self.config.leverage} x equity {_txt(equity)} {quote}")
-        return None
-
-
-def _last_seen_price(name: str, data: dict[str, Any], buy: bool) -> Decimal:
-    """Where the market stands after an event for one side: bar close, trade price, ask (buy) / bid (sell)."""
-    if name == "Bar":
-        return data["close"]
-    if name == "TradeTick":
-        return data["price"]
-    return data["ask_price"] if buy else data["bid_price"]
+        return self.account.check(o, inst)
 
 
 def _aggressiveness(o: _Order) -> tuple[int, Decimal]:
@@ -789,9 +489,5 @@ def _plan_order(item: tuple[Any, ...]) -> tuple[Any, ...]:
     return item[0], item[1], item[2]
 
 
-def _ts(event: Emitted) -> int:
+def _ts(event: Execution) -> int:
     return event[2]
-
-
-def _txt(d: Decimal) -> str:
-    return exact_text(q18(d))

@@ -147,7 +147,7 @@ def engines(new_db_url):
 @pytest.fixture
 def db(db_url, engines):
     """An engine on a database upgraded to head, of each kind."""
-    from projections.sql.db import upgrade
+    from migrations import upgrade
 
     engine = engines(db_url)
     upgrade(engine)

@@ -9,9 +9,9 @@ import sqlalchemy as sa
 from sqlkit import dump, hand_log
 from typer.testing import CliRunner
 
-from projections.sql import db as dbmod
-from projections.sql import models as m
-from projections.sql.db import upgrade
+import migrations
+from migrations import upgrade
+from projections.sql import db as dbmod, models as m
 from runtime.cli.app import app
 
 
@@ -116,11 +116,11 @@ def test_migrations_match_the_models(db):
     with db.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True, "version_table": m.VERSION_TABLE})
         assert compare_metadata(ctx, m.metadata) == []
-    dbmod.downgrade(db, "base")
-    assert dbmod.schema_status(db).current is None
+    migrations.downgrade(db, "base")
+    assert migrations.schema_status(db).current is None
     assert set(sa.inspect(db).get_table_names()) <= {m.VERSION_TABLE}
     upgrade(db)
-    assert dbmod.schema_status(db).up_to_date
+    assert migrations.schema_status(db).up_to_date
     assert set(sa.inspect(db).get_table_names()) == {t.name for t in m.metadata.sorted_tables} | {m.VERSION_TABLE}
 
 

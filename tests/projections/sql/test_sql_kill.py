@@ -14,8 +14,8 @@ import time
 import sqlalchemy as sa
 from sqlkit import dump, generate
 
+from migrations import upgrade
 from projections.sql import models as m
-from projections.sql.db import upgrade
 from projections.sql.projector import project
 
 NS = "big"

@@ -9,8 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlkit import BIG, accepted_by_risk, dump, fill, generate, hand_log, intent, rows, submitted
 
-from projections.sql import models as m
-from projections.sql import projector as projector_mod
+from projections.sql import models as m, projector as projector_mod
 from projections.sql.models import Dec, DecimalOutOfRange, q18
 from projections.sql.projector import ProjectionConflict, Projector, project
 from schemas.ids import split_symbol

@@ -25,10 +25,14 @@ from runtime.times import human_ns
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "eventstore"))
 import logkit  # noqa: E402
 
+from handlers.queue import parse_queue_config  # noqa: E402
+from handlers.risk.limits import parse_risk_config  # noqa: E402
+from handlers.venues.sim.config import parse_venue_config  # noqa: E402
+
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "btcusdt-1m.csv"
 IID = "BTCUSDT.BINANCE"
 SPEC = dict(source="src", strategy="sma_cross", params={"fast": "5", "slow": "20", "quantity": "0.5"},
-            venue={"taker_fee": "0.001", "maker_fee": "0.0005", "starting_balances": {"USDT": "100000"}})
+            venue=parse_venue_config({"taker_fee": "0.001", "maker_fee": "0.0005", "starting_balances": {"USDT": "100000"}}))
 NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 
 
@@ -48,7 +52,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert r.exit_code == 0, r.output
     log = Log.open(f"file:{store}")
     run_backtest(log, BacktestSpec(**SPEC), run_id="bt-c")
-    run_backtest(log, BacktestSpec(**{**SPEC, "risk": {"max_order_quantity": "0.1"}}), run_id="bt-risk")
+    run_backtest(log, BacktestSpec(**{**SPEC, "risk": parse_risk_config({"max_order_quantity": "0.1"})}), run_id="bt-risk")
     return store
 
 
@@ -373,13 +377,15 @@ def test_sql_orders_and_audit_show_the_same_status_names(runs: Path, tmp_path: P
     """One lifecycle vocabulary: the read model's status of every order is the one `tape audit order` shows."""
     import sqlalchemy as sa
 
+    from migrations import upgrade
     from projections.sql import models as m
-    from projections.sql.db import make_engine, upgrade
+    from projections.sql.db import make_engine
     from projections.sql.projector import project
 
     log = Log.open(f"file:{runs}")
     run_backtest(log, BacktestSpec(**{**SPEC, "strategy": "market_maker", "params": {"quantity": "0.01"},
-                                      "risk": {"max_open_orders": 1, "queue": {"rate_per_second": 1, "burst": 1}}}),
+                                      "risk": parse_risk_config({"max_open_orders": 1}),
+                                      "queue": parse_queue_config({"rate_per_second": 1, "burst": 1})}),
                  run_id="bt-mm")
     engine = make_engine(f"sqlite:///{tmp_path / 'read.sqlite'}")
     upgrade(engine)

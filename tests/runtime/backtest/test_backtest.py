@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -9,9 +10,13 @@ import pytest
 from typer.testing import CliRunner
 
 from eventstore.store import Log
+from handlers.risk.limits import parse_risk_config
+from handlers.venues.sim.config import parse_venue_config
 from runtime.backtest.runner import BacktestSpec, run_backtest
 from runtime.backtest.runs import rebuild_run, run_report
+from runtime.backtest.verify import spec_of
 from runtime.cli.app import app
+from runtime.configfiles import risk_file, venue_file
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "btcusdt-1m.csv"
 IID = "BTCUSDT.BINANCE"
@@ -36,7 +41,7 @@ def store(tmp_path: Path) -> Path:
 
 
 SPEC = dict(source="src", strategy="sma_cross", params={"fast": "5", "slow": "20", "quantity": "0.5"},
-            venue={"taker_fee": "0.001", "maker_fee": "0.0005", "starting_balances": {"USDT": "100000"}})
+            venue=parse_venue_config({"taker_fee": "0.001", "maker_fee": "0.0005", "starting_balances": {"USDT": "100000"}}))
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -102,7 +107,7 @@ def test_every_fill_follows_the_pipeline(store: Path) -> None:
 
 def test_risk_rejections_stop_orders_in_the_loop(store: Path) -> None:
     log = Log.open(f"file:{store}")
-    spec = BacktestSpec(**{**SPEC, "risk": {"max_order_quantity": "0.1"}})
+    spec = BacktestSpec(**{**SPEC, "risk": parse_risk_config({"max_order_quantity": "0.1"})})
     r = run_backtest(log, spec, run_id="bt-risk")
     names = [e.name for e in log.replay("bt-risk")]
     assert "RiskRejected" in names and "OrderSubmitted" not in names
@@ -115,7 +120,7 @@ def test_risk_rejections_stop_orders_in_the_loop(store: Path) -> None:
 def test_market_maker_runs_through_the_pipeline(store: Path) -> None:
     log = Log.open(f"file:{store}")
     spec = BacktestSpec(source="src", strategy="market_maker", params={"spread": "0.0005", "quantity": "0.01"},
-                        venue={"account_type": "margin", "leverage": "2", "starting_balances": {"USDT": "100000"}})
+                        venue=parse_venue_config({"account_type": "margin", "leverage": "2", "starting_balances": {"USDT": "100000"}}))
     r = run_backtest(log, spec, run_id="bt-mm")
     names = {e.name for e in log.replay("bt-mm")}
     assert {"OrderCanceled", "OrderFilled", "CancelIntent"} <= names
@@ -150,14 +155,20 @@ def test_cli_backtest_bad_param_is_one_line(store: Path) -> None:
 
 
 def test_the_readme_example_configs_load_and_run(store: Path) -> None:
-    from handlers.risk import load_risk_config
-    from handlers.venues.sim.venue import load_venue_config
-
+    """The example files parse once into typed configs; the run records their canonical form, which parses back
+    to the same configs (what `--verify` re-runs with)."""
     examples = EXAMPLE.parent
+    limits, queue = risk_file(examples / "risk.toml")
+    venue = venue_file(examples / "venue.toml")
+    assert (limits.max_order_quantity, limits.max_position, limits.order_rate_window) == (2, 2, 60)
+    assert (queue.rate_per_second, queue.burst) == (5, 10)
     spec = BacktestSpec(source="src", strategy="sma_cross", params={"fast": "5", "slow": "20", "quantity": "0.5"},
-                        risk=load_risk_config(examples / "risk.toml"), venue=load_venue_config(examples / "venue.toml"))
-    r = run_backtest(Log.open(f"file:{store}"), spec, run_id="bt-readme")
+                        risk=limits, queue=queue, venue=venue)
+    log = Log.open(f"file:{store}")
+    r = run_backtest(log, spec, run_id="bt-readme")
     assert r.statistics["fills"] > 0 and r.statistics["fees_paid"] > 0
+    recorded = spec_of(r.started)
+    assert (recorded.risk, recorded.queue, recorded.venue) == (limits, replace(queue, venue=venue.name), venue)
 
 
 def test_cli_backtest_json_keeps_every_decimal_digit(store: Path, tmp_path: Path) -> None:

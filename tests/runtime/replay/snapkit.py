@@ -8,6 +8,7 @@ from typing import Any
 
 from eventstore.store import Log
 from eventstore.writer import Draft
+from handlers.venues.sim.config import parse_venue_config
 
 D = Decimal
 T0 = 1_704_067_200_000_000_000  # 2024-01-01T00:00:00Z
@@ -172,8 +173,8 @@ def live_like(log: Log, namespace: str, bars: int, *, snapshot_every: int, strat
               params: dict[str, str] | None = None, seed: int = 5, group: int = 200) -> Any:
     """A live-like namespace: the engine records its own market inputs (instrument, bars) with the orders and fills
     they cause, through the simulated venue; returns the engine (its state is the live state at the end)."""
-    from handlers.queue import OutboundQueue
-    from handlers.risk import RiskEngine
+    from handlers.queue import OutboundQueue, QueueConfig
+    from handlers.risk.engine import RiskEngine
     from handlers.strategy import load_strategy, parse_params
     from handlers.venues.sim.venue import SimulatedVenue
     from projections.state import State
@@ -183,11 +184,12 @@ def live_like(log: Log, namespace: str, bars: int, *, snapshot_every: int, strat
     inst = instrument("BTCUSDT.SIM")
     cls = load_strategy(strategy)
     state = State()
-    venue = SimulatedVenue({"starting_balances": {"USDT": "1000000", "BTC": "10"}, "account_type": "cash"}, state)
+    venue = SimulatedVenue(parse_venue_config({"starting_balances": {"USDT": "1000000", "BTC": "10"},
+                                               "account_type": "cash"}), state)
     writer = log.writer(namespace, fsync="never")
     with decimal.localcontext(prec=60), writer:
         engine = Engine(writer=writer, state=state, strategy_cls=cls, params=parse_params(cls, params or {}),
-                        risk=RiskEngine({}), queue=OutboundQueue({"venue": venue.name}), venue=venue,
+                        risk=RiskEngine(), queue=OutboundQueue(QueueConfig(venue=venue.name)), venue=venue,
                         strategy_id=cls.name, record_inputs=True, group=group, snapshot_every=snapshot_every)
         engine.process("InstrumentDefined", inst, T0)
         engine.start(T0)

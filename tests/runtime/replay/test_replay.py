@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from eventstore.store import Log
 from eventstore.writer import Draft
+from handlers.venues.sim.config import parse_venue_config
 from projections.snapshot import snapshot_payload
 from projections.state import State
 from runtime.backtest.runner import BacktestSpec, run_backtest
@@ -291,7 +292,7 @@ def test_recover_of_a_run_equals_the_engine_state(tmp_path):
                 "bars", "--timeframe", "1m", "--base", "BTC", "--quote", "USDT").exit_code == 0
     log = Log.open(f"file:{store}")
     spec = BacktestSpec(source="src", strategy="market_maker", params={"spread": "0.0005", "quantity": "0.01"},
-                        venue={"account_type": "margin", "leverage": "2", "starting_balances": {"USDT": "100000"}},
+                        venue=parse_venue_config({"account_type": "margin", "leverage": "2", "starting_balances": {"USDT": "100000"}}),
                         snapshot_every=250)
     result = run_backtest(log, spec, run_id="bt-mm")
     rec = recover(log, "bt-mm")

@@ -9,21 +9,20 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from snapkit import MINUTE, T0, bar, instrument, live_like, random_log, write_log
 
 from eventstore import seek
 from eventstore.catalog import Catalog
-from eventstore.codec import Registry
+from eventstore.codec import Registry, encode_value
 from eventstore.store import Log
 from eventstore.writer import Draft
 from handlers.strategies.market_maker import MarketMaker
 from handlers.strategies.sma_cross import SmaCross
+from handlers.venues.sim.config import parse_venue_config
 from projections.snapshot import (
     STATE_TYPE,
     StateEncoder,
-    encode,
     read_snapshot,
     roundtrip,
     schema_label,
@@ -158,7 +157,7 @@ def test_encoder_bytes_equal_plain_record_encoding_and_reuse_closed_orders(live)
     enc = StateEncoder(et)
     kw = dict(last_seq=9, max_ts=11, strategy_id="market_maker", strategy_state=engine.strategy.snapshot())
     a = enc.encode(engine.state, **kw)
-    b = encode(et, to_record(engine.state.snapshot(), **kw))
+    b = encode_value(et, to_record(engine.state.snapshot(), **kw))
     assert a == b
     closed = [o for o in engine.state.orders.by_id.values() if not o.is_open]
     assert closed and len(enc.closed) == len(closed)
@@ -176,7 +175,7 @@ def test_backtest_run_snapshots_restore_with_the_source_tail(tmp_path, strategy,
     write_log(log, "src", [("InstrumentDefined", inst, T0)] +
               [("Bar", bar("BTCUSDT.SIM", p, T0 + (i + 1) * MINUTE), T0 + (i + 1) * MINUTE) for i, p in enumerate(px)])
     spec = BacktestSpec(source="src", strategy=strategy, params=params, snapshot_every=97,
-                        venue={"starting_balances": {"USDT": "100000", "BTC": "1"}})
+                        venue=parse_venue_config({"starting_balances": {"USDT": "100000", "BTC": "1"}}))
     result = run_backtest(log, spec, run_id="bt-s")
     started = next(iter(log.replay("bt-s", types=["RunStarted"]))).data
     assert '"snapshot_every":97' in started["config"]
@@ -226,7 +225,7 @@ def test_an_older_state_schema_decodes_through_resolution():
                                                             for i in range(150)])])
     rec = to_record(state.snapshot(), last_seq=150, max_ts=5)
     del rec["strategy"]
-    payload = {"last_seq": 150, "state_schema": schema_label(old), "state": encode(old, rec)}
+    payload = {"last_seq": 150, "state_schema": schema_label(old), "state": encode_value(old, rec)}
     snap = read_snapshot(payload, CATALOG, registry)
     assert snap.strategy_state is None and snap.last_seq == 150
     assert snap.state.snapshot() == state.snapshot()

@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import decimal
 from decimal import Decimal
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from eventstore.errors import TapeError
+from handlers.venues.sim.config import parse_venue_config
 from handlers.venues.sim.fills import bar_path, plan_fill
-from handlers.venues.sim.venue import SimulatedVenue, load_venue_config, parse_venue_config
+from handlers.venues.sim.venue import SimulatedVenue
 from projections.market import MarketState
 
 D = Decimal
@@ -62,7 +62,7 @@ class Sim:
         self.market = MarketState()
         self.market.apply("InstrumentDefined", instrument(**inst), 0)
         cfg = {"starting_balances": {"USDT": "100000", "BTC": "10"}, **(config or {})}
-        self.venue = SimulatedVenue(cfg, SimpleNamespace(market=self.market))
+        self.venue = SimulatedVenue(parse_venue_config(cfg), SimpleNamespace(market=self.market))
         self.events: list[tuple[str, dict[str, Any], int]] = list(self.venue.start(T0))
 
     def feed(self, item: tuple[str, dict[str, Any], int]) -> list[tuple[str, dict[str, Any], int]]:
@@ -113,7 +113,7 @@ def test_start_reports_starting_balances():
 def test_default_balances_are_a_million_per_quote_currency():
     market = MarketState()
     market.apply("InstrumentDefined", instrument(), 0)
-    venue = SimulatedVenue({}, SimpleNamespace(market=market))
+    venue = SimulatedVenue(parse_venue_config({}), SimpleNamespace(market=market))
     (_, payload, _), = venue.start(T0)
     assert venue.name == "SIM"
     assert payload["balances"] == [{"currency": "USDT", "total": D(1_000_000), "free": D(1_000_000), "locked": D(0)}]
@@ -470,8 +470,8 @@ def test_fees_maker_and_taker_from_config_override_the_instrument():
     out = sim.feed(bar(1, "100", "101", "99", "100"))
     fees = {e[1]["client_order_id"]: (e[1]["fee"], e[1]["liquidity_side"]) for e in out}
     assert fees == {"t": (D("0.15"), "TAKER"), "m": (D("-0.02985"), "MAKER")}  # 300*0.0005, 298.5*-0.0001
-    assert sim.venue.balances["USDT"] == D(100000) - D(300) - D("0.15") - D("298.5") + D("0.02985")
-    assert sim.venue.balances["BTC"] == D(16)
+    assert sim.venue.account.balances["USDT"] == D(100000) - D(300) - D("0.15") - D("298.5") + D("0.02985")
+    assert sim.venue.account.balances["BTC"] == D(16)
 
 
 def test_fee_is_quantized_to_18_places():
@@ -568,7 +568,7 @@ def test_margin_account_allows_shorts_up_to_leverage():
     assert sim.submit(order("s1", side="SELL", qty="20.01"), T0 + MIN)[0][1]["reason_code"] == "INSUFFICIENT_BALANCE"
     assert names(sim.submit(order("s2", side="SELL", qty="20"), T0 + MIN)) == ["OrderAccepted"]  # 2000 <= 2 * 1000
     sim.feed(bar(1, "100", "101", "99", "100"))
-    assert sim.venue.balances["BTC"] == D(-20) and sim.venue.positions[IID].quantity == D(-20)
+    assert sim.venue.account.balances["BTC"] == D(-20) and sim.venue.account.positions[IID].quantity == D(-20)
     # reducing the short is always allowed
     assert names(sim.submit(order("b1", qty="5"), T0 + 2 * MIN)) == ["OrderAccepted"]
 
@@ -660,53 +660,12 @@ def test_plan_fill_is_pure():
 # ---- config ------------------------------------------------------------------------------------------------
 
 
-def test_load_toml_and_json(tmp_path: Path):
-    p = tmp_path / "venue.toml"
-    p.write_text('name = "BT"\nstarting_balances = { USDT = "2500.5" }\nlatency_ms = 20\nmarket_fill = "same_close"\n'
-                 'volume_participation = 0.25\ntaker_fee = "0.0004"\naccount_type = "margin"\nleverage = 3\n')
-    cfg = load_venue_config(p)
-    assert cfg["starting_balances"] == {"USDT": D("2500.5")}
-    vc = parse_venue_config(cfg)
-    assert (vc.name, vc.latency_ns, vc.market_fill, vc.volume_participation, vc.taker_fee, vc.maker_fee,
-            vc.account_type, vc.leverage) == ("BT", 20_000_000, "same_close", D("0.25"), D("0.0004"), None,
-                                              "margin", D(3))
-    assert load_venue_config(_write(tmp_path / "r.toml", 'report_currency = "USDT"\n')) == {"report_currency": "USDT"}
-    j = tmp_path / "venue.json"
-    j.write_text('{"latency_ns": 7, "volume_participation": "unlimited"}')
-    vc = parse_venue_config(load_venue_config(j))
-    assert vc.latency_ns == 7 and vc.volume_participation is None
-
-
-@pytest.mark.parametrize("text,message", [
-    ('colour = "red"\n', "unknown key 'colour'"),
-    ('market_fill = "vwap"\n', "market_fill must be"),
-    ('latency_ms = 1\nlatency_ns = 1\n', "not both"),
-    ('volume_participation = 1.5\n', "volume_participation must be in (0, 1]"),
-    ('starting_balances = { USDT = "lots" }\n', "starting_balances.USDT"),
-    ('account_type = "prime"\n', "account_type must be"),
-    ('name = \n', "invalid TOML"),
-])
-def test_bad_config_files_give_one_line_errors(tmp_path: Path, text: str, message: str):
-    p = tmp_path / "venue.toml"
-    p.write_text(text)
-    with pytest.raises(TapeError) as err:
-        load_venue_config(p)
-    assert message in str(err.value) and "\n" not in str(err.value) and str(p) in str(err.value)
-
-
-def test_missing_config_file(tmp_path: Path):
-    with pytest.raises(TapeError, match="no such file"):
-        load_venue_config(tmp_path / "nope.toml")
-
-
-def test_constructor_validates_dicts_too():
+def test_parse_validates_every_key():
     with pytest.raises(TapeError, match="unknown key 'latency'"):
-        SimulatedVenue({"latency": 5}, SimpleNamespace(market=MarketState()))
-
-
-def _write(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
+        parse_venue_config({"latency": 5})
+    vc = parse_venue_config({"latency_ms": 20, "volume_participation": "unlimited", "report_currency": "USDT"})
+    assert (vc.latency_ns, vc.volume_participation, vc.report_currency) == (20_000_000, None, "USDT")
+    assert parse_venue_config(vc.canonical()) == vc  # what a run records parses back to the same settings
 
 
 @pytest.mark.parametrize("kind", ["SPOT", "PERPETUAL"])
@@ -724,7 +683,7 @@ def test_venue_balances_match_the_portfolio_fold(kind):
     for name, data, ts in sim.events:
         portfolio.apply(name, data, ts)
     assert len(fills(sim.events)) == 3
-    assert portfolio.balances == {k: v for k, v in sim.venue.balances.items() if v or k in portfolio.balances}
-    assert sim.venue.positions[IID].quantity == portfolio.position_quantity(IID) == 0
+    assert portfolio.balances == {k: v for k, v in sim.venue.account.balances.items() if v or k in portfolio.balances}
+    assert sim.venue.account.positions[IID].quantity == portfolio.position_quantity(IID) == 0
     if kind == "PERPETUAL":  # realized: (101.5 - 100.2) * 3 + (101.5 - 99.8) * 2 = 7.3; fees: 0.6012 + 0.5075 + 0.1996
-        assert sim.venue.balances["USDT"] == D(100000) + D("7.3") - D("0.6012") - D("0.5075") - D("0.1996")
+        assert sim.venue.account.balances["USDT"] == D(100000) + D("7.3") - D("0.6012") - D("0.5075") - D("0.1996")

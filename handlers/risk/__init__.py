@@ -1,0 +1,1 @@
+"""Pre-trade risk: the limits (limits.py), the rules (rules.py) and the engine that runs them (engine.py)."""
