@@ -7,10 +7,12 @@ Legal transitions (anything else raises `IllegalTransition`, naming the order an
     ACCEPTED         -> TRIGGERED | PARTIALLY_FILLED | FILLED | CANCELED | EXPIRED
     TRIGGERED        -> PARTIALLY_FILLED | FILLED | CANCELED | EXPIRED
     PARTIALLY_FILLED -> PARTIALLY_FILLED | FILLED | CANCELED | EXPIRED
-    FILLED, CANCELED, REJECTED, EXPIRED: terminal.
+    SUBMITTED        -OrderResolvedAbsent-> ABSENT   (a send in doubt that the venue never got, live only)
+    FILLED, CANCELED, REJECTED, EXPIRED, ABSENT: terminal.
 
-OrderCancelRejected never changes status, so it is accepted in every state — also for an id this fold has
-never seen (the venue's answer to a cancel of an unknown order): there is no state for it to corrupt.
+OrderCancelRejected and OrderOutcomeUnknown never change status, so they are accepted in every state — also for
+an id this fold has never seen (the venue's answer to a cancel of an unknown order): there is no state for them
+to corrupt.
 A fill beyond the order quantity (an overfill), a fill on the wrong side and a second OrderSubmitted for an
 existing id are illegal too.
 
@@ -31,21 +33,21 @@ from schemas.names import EXECUTIONS
 
 SUBMITTED, ACCEPTED, TRIGGERED = "SUBMITTED", "ACCEPTED", "TRIGGERED"
 PARTIALLY_FILLED, FILLED = "PARTIALLY_FILLED", "FILLED"
-CANCELED, REJECTED, EXPIRED = "CANCELED", "REJECTED", "EXPIRED"
-STATUSES = (SUBMITTED, ACCEPTED, TRIGGERED, PARTIALLY_FILLED, FILLED, CANCELED, REJECTED, EXPIRED)
-TERMINAL = frozenset({FILLED, CANCELED, REJECTED, EXPIRED})
+CANCELED, REJECTED, EXPIRED, ABSENT = "CANCELED", "REJECTED", "EXPIRED", "ABSENT"
+STATUSES = (SUBMITTED, ACCEPTED, TRIGGERED, PARTIALLY_FILLED, FILLED, CANCELED, REJECTED, EXPIRED, ABSENT)
+TERMINAL = frozenset({FILLED, CANCELED, REJECTED, EXPIRED, ABSENT})
 
 LEGAL: dict[str, frozenset[str]] = {
-    SUBMITTED: frozenset({ACCEPTED, REJECTED, CANCELED, PARTIALLY_FILLED, FILLED}),
+    SUBMITTED: frozenset({ACCEPTED, REJECTED, CANCELED, PARTIALLY_FILLED, FILLED, ABSENT}),
     ACCEPTED: frozenset({TRIGGERED, PARTIALLY_FILLED, FILLED, CANCELED, EXPIRED}),
     TRIGGERED: frozenset({PARTIALLY_FILLED, FILLED, CANCELED, EXPIRED}),
     PARTIALLY_FILLED: frozenset({PARTIALLY_FILLED, FILLED, CANCELED, EXPIRED}),
-    FILLED: frozenset(), CANCELED: frozenset(), REJECTED: frozenset(), EXPIRED: frozenset(),
+    FILLED: frozenset(), CANCELED: frozenset(), REJECTED: frozenset(), EXPIRED: frozenset(), ABSENT: frozenset(),
 }
 
 # event name → the status it moves an order to (OrderFilled is decided by the leaves quantity)
 EVENT_STATUS = {"OrderAccepted": ACCEPTED, "OrderRejected": REJECTED, "OrderTriggered": TRIGGERED,
-                "OrderCanceled": CANCELED, "OrderExpired": EXPIRED}
+                "OrderCanceled": CANCELED, "OrderExpired": EXPIRED, "OrderResolvedAbsent": ABSENT}
 EVENTS = EXECUTIONS
 NEW = "(new)"
 
@@ -53,7 +55,7 @@ NEW = "(new)"
 UNKNOWN, PENDING_RISK, RISK_ACCEPTED, RISK_REJECTED = "UNKNOWN", "PENDING_RISK", "RISK_ACCEPTED", "RISK_REJECTED"
 HELD, RELEASED = "HELD", "RELEASED"
 LIFECYCLE = (UNKNOWN, PENDING_RISK, RISK_ACCEPTED, HELD, RELEASED, SUBMITTED, ACCEPTED, TRIGGERED, PARTIALLY_FILLED,
-             FILLED, CANCELED, REJECTED, EXPIRED, RISK_REJECTED)
+             FILLED, CANCELED, REJECTED, EXPIRED, ABSENT, RISK_REJECTED)
 FINAL = TERMINAL | {RISK_REJECTED}
 _RANK = {s: i for i, s in enumerate(LIFECYCLE[:9])}  # the open statuses, in the order an order moves through them
 _LIFECYCLE_EVENT = {"OrderIntent": PENDING_RISK, "RiskAccepted": RISK_ACCEPTED, "RiskRejected": RISK_REJECTED,
@@ -174,7 +176,7 @@ class Orders:
             self._submit(data, ts)
             return
         order = self.by_id.get(cid)
-        if name == "OrderCancelRejected":  # changes nothing, whatever the order's status (or existence)
+        if name in ("OrderCancelRejected", "OrderOutcomeUnknown"):  # change nothing, whatever the status
             return
         if name == "OrderFilled":
             if order is None:

@@ -18,9 +18,9 @@ QUEUE = ("OrderHeld", "OrderReleased")
 
 # executions topic: what the venue says about an order (OrderSubmitted is the runtime's record of sending it)
 VENUE_REPORTS = ("OrderAccepted", "OrderRejected", "OrderTriggered", "OrderCanceled", "OrderCancelRejected",
-                 "OrderExpired")
+                 "OrderExpired", "OrderOutcomeUnknown", "OrderResolvedAbsent")
 EXECUTIONS = ("OrderSubmitted",) + VENUE_REPORTS + ("OrderFilled",)
-ENDINGS = ("OrderRejected", "OrderCanceled", "OrderExpired")  # the venue is done with an order it did not fill
+ENDINGS = ("OrderRejected", "OrderCanceled", "OrderExpired", "OrderResolvedAbsent")  # done with an order, unfilled
 
 ORDER_CHAIN = INTENTS + VERDICTS + QUEUE + EXECUTIONS  # every event that carries an order's client order id
 

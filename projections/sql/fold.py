@@ -173,6 +173,12 @@ class ReadModelFold:
     def _on_order_cancel_rejected(self, d: dict[str, Any], seq: int, ts: int) -> None:
         self._venue_id(self._order(d["client_order_id"], d["instrument_id"], seq, ts), d)
 
+    def _on_order_outcome_unknown(self, d: dict[str, Any], seq: int, ts: int) -> None:
+        self._order(d["client_order_id"], d["instrument_id"], seq, ts)  # the status stays: the outcome is unknown
+
+    def _on_order_resolved_absent(self, d: dict[str, Any], seq: int, ts: int) -> None:
+        self._status(self._order(d["client_order_id"], d["instrument_id"], seq, ts), "OrderResolvedAbsent")
+
     # ---- fills: the fill row, the order's fill, the position and the balances ---------------------------------
 
     def _on_order_filled(self, d: dict[str, Any], seq: int, ts: int) -> None:
@@ -350,6 +356,8 @@ HANDLERS: dict[str, Handler] = {
     "OrderCanceled": ReadModelFold._on_order_canceled,
     "OrderCancelRejected": ReadModelFold._on_order_cancel_rejected,
     "OrderExpired": ReadModelFold._on_order_expired,
+    "OrderOutcomeUnknown": ReadModelFold._on_order_outcome_unknown,
+    "OrderResolvedAbsent": ReadModelFold._on_order_resolved_absent,
     "OrderFilled": ReadModelFold._on_order_filled,
     # balances, instruments, runs, incidents
     "AccountState": ReadModelFold._on_account_state,

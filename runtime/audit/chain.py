@@ -151,6 +151,11 @@ def describe(ev: Event, note: str = "") -> str:
         return "cancel rejected" + (f": {d['reason']}" if d.get("reason") else "")
     if n == "OrderExpired":
         return "expired"
+    if n == "OrderOutcomeUnknown":
+        return f"{d['action'].lower()} answer lost ({d['error']}): looked up by client order id, never re-sent"
+    if n == "OrderResolvedAbsent":
+        return (f"not at {d['venue']}: {d['lookups']} lookups by client order id and the trade history found nothing "
+                f"after {d['window_ns'] / 1e9:g} s; never sent again")
     if n == "OrderTriggered":
         return "triggered"
     if n == "OrderFilled":

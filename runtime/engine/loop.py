@@ -96,12 +96,14 @@ class Engine:
 
     # ---- the loop ------------------------------------------------------------------------------------------
 
-    def start(self, now: int, run_started: dict[str, Any] | None = None) -> None:
-        """First step of a run: RunStarted, the venue's opening state, the strategy's on_start."""
+    def start(self, now: int, run_started: dict[str, Any] | None = None, *, open_venue: bool = True) -> None:
+        """First step of a session: RunStarted, the venue's opening state (not when a session resumes a namespace
+        whose venue state the log already holds), the strategy's on_start."""
         self.now = now
         if run_started is not None:
             self.emit("RunStarted", run_started, source="runtime")
-        self._emit_all(self.venue.start(now), f"venue:{self.venue.name}")
+        if open_venue:
+            self._emit_all(self.venue.start(now), f"venue:{self.venue.name}")
         self.strategy.on_start()
         self._drain()
         self._end_step()

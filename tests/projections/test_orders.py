@@ -22,23 +22,26 @@ SETUP = {
     "CANCELED": [("OrderSubmitted",), ("OrderAccepted",), ("OrderCanceled",)],
     "REJECTED": [("OrderSubmitted",), ("OrderRejected",)],
     "EXPIRED": [("OrderSubmitted",), ("OrderAccepted",), ("OrderExpired",)],
+    "ABSENT": [("OrderSubmitted",), ("OrderOutcomeUnknown",), ("OrderResolvedAbsent",)],
 }
 
 EVENT_KINDS = ["OrderSubmitted", "OrderAccepted", "OrderRejected", "OrderTriggered", "OrderCanceled",
-               "OrderCancelRejected", "OrderExpired", "FillPartial", "FillComplete"]
+               "OrderCancelRejected", "OrderExpired", "FillPartial", "FillComplete", "OrderOutcomeUnknown",
+               "OrderResolvedAbsent"]
 
 # expected status after the event, or X (IllegalTransition). Columns in EVENT_KINDS order.
 MATRIX = {
-    #                   Submitted    Accepted    Rejected    Triggered    Canceled    CancelRej           Expired     FillPartial         FillComplete
-    "NEW":              ["SUBMITTED", X,          X,          X,           X,          IGNORED,            X,          X,                  X],
-    "SUBMITTED":        [X,           "ACCEPTED", "REJECTED", X,           "CANCELED", "SUBMITTED",        X,          "PARTIALLY_FILLED", "FILLED"],
-    "ACCEPTED":         [X,           X,          X,          "TRIGGERED", "CANCELED", "ACCEPTED",         "EXPIRED",  "PARTIALLY_FILLED", "FILLED"],
-    "TRIGGERED":        [X,           X,          X,          X,           "CANCELED", "TRIGGERED",        "EXPIRED",  "PARTIALLY_FILLED", "FILLED"],
-    "PARTIALLY_FILLED": [X,           X,          X,          X,           "CANCELED", "PARTIALLY_FILLED", "EXPIRED",  "PARTIALLY_FILLED", "FILLED"],
-    "FILLED":           [X,           X,          X,          X,           X,          "FILLED",           X,          X,                  X],
-    "CANCELED":         [X,           X,          X,          X,           X,          "CANCELED",         X,          X,                  X],
-    "REJECTED":         [X,           X,          X,          X,           X,          "REJECTED",         X,          X,                  X],
-    "EXPIRED":          [X,           X,          X,          X,           X,          "EXPIRED",          X,          X,                  X],
+    #                   Submitted    Accepted    Rejected    Triggered    Canceled    CancelRej           Expired     FillPartial         FillComplete        Unknown / ResolvedAbsent
+    "NEW":              ["SUBMITTED", X,          X,          X,           X,          IGNORED,            X,          X,                  X, IGNORED, X],
+    "SUBMITTED":        [X,           "ACCEPTED", "REJECTED", X,           "CANCELED", "SUBMITTED",        X,          "PARTIALLY_FILLED", "FILLED", "SUBMITTED", "ABSENT"],
+    "ACCEPTED":         [X,           X,          X,          "TRIGGERED", "CANCELED", "ACCEPTED",         "EXPIRED",  "PARTIALLY_FILLED", "FILLED", "ACCEPTED", X],
+    "TRIGGERED":        [X,           X,          X,          X,           "CANCELED", "TRIGGERED",        "EXPIRED",  "PARTIALLY_FILLED", "FILLED", "TRIGGERED", X],
+    "PARTIALLY_FILLED": [X,           X,          X,          X,           "CANCELED", "PARTIALLY_FILLED", "EXPIRED",  "PARTIALLY_FILLED", "FILLED", "PARTIALLY_FILLED", X],
+    "FILLED":           [X,           X,          X,          X,           X,          "FILLED",           X,          X,                  X, "FILLED", X],
+    "CANCELED":         [X,           X,          X,          X,           X,          "CANCELED",         X,          X,                  X, "CANCELED", X],
+    "REJECTED":         [X,           X,          X,          X,           X,          "REJECTED",         X,          X,                  X, "REJECTED", X],
+    "EXPIRED":          [X,           X,          X,          X,           X,          "EXPIRED",          X,          X,                  X, "EXPIRED", X],
+    "ABSENT":           [X,           X,          X,          X,           X,          "ABSENT",           X,          X,                  X,                  "ABSENT", X],
 }
 
 
@@ -55,6 +58,10 @@ def payload(kind: str, orders: Orders, qty: str | None = None) -> tuple[str, dic
         return kind, {"instrument_id": "BTCUSDT.SIM", "client_order_id": CID, "reason_code": "OTHER", "reason": "no"}
     if kind in ("OrderCanceled", "OrderCancelRejected"):
         return kind, ack(CID, reason="requested")
+    if kind == "OrderOutcomeUnknown":
+        return kind, {**ack(CID), "venue": "SIM", "action": "SUBMIT", "error": "NetworkError: connection closed"}
+    if kind == "OrderResolvedAbsent":
+        return kind, {**ack(CID), "venue": "SIM", "lookups": 3, "window_ns": 30 * 10**9}
     return kind, ack(CID)
 
 
@@ -73,7 +80,7 @@ def test_matrix_covers_every_status_and_event():
     # the table agrees with the module's own LEGAL map for the status-changing events
     for state in STATUSES:
         for kind, expected in zip(EVENT_KINDS, MATRIX[state]):
-            if kind in ("OrderCancelRejected", "OrderSubmitted") or expected == X:
+            if kind in ("OrderCancelRejected", "OrderSubmitted", "OrderOutcomeUnknown") or expected == X:
                 continue
             assert expected in LEGAL[state]
 
@@ -104,7 +111,7 @@ def test_transition(state: str, kind: str, expected: str):
     order = orders.by_id[CID]
     assert order.status == expected
     assert (order in orders.open()) == (expected not in TERMINAL)
-    if kind == "OrderCancelRejected":
+    if kind in ("OrderCancelRejected", "OrderOutcomeUnknown"):
         assert orders.snapshot() == before
 
 

@@ -1,0 +1,88 @@
+"""`tape live`: trade a strategy on a venue's live market data, through ccxt (or --paper: the simulated venue)."""
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from handlers.queue import QueueConfig
+from handlers.risk.limits import RiskLimits
+from handlers.venues.sim.config import VenueConfig
+from runtime.cli import output
+from runtime.cli.context import cli_context
+from runtime.configfiles import risk_file, venue_file
+from runtime.live.credentials import Credentials, load_credentials
+from runtime.live.node import LiveError, LiveNode, LiveSpec
+from runtime.times import parse_timeframe
+
+
+def exchange_for(venue: str, credentials: Credentials | None, sandbox_url: str | None) -> Any:
+    """The ccxt exchange object of a venue id: rate limiter on, ccxt's own retries off, pointed at a sandbox."""
+    import ccxt
+
+    cls = getattr(ccxt, venue, None)
+    if cls is None or not isinstance(cls, type):
+        raise LiveError(f"unknown venue {venue!r}: use a ccxt exchange id such as binance, bybit, okx, kraken")
+    # spot markets only: no signed currency or margin catalogues at startup (live-runtime.md, infra.md §4)
+    config: dict[str, Any] = {"enableRateLimit": True, "options": {
+        "warnOnFetchOpenOrdersWithoutSymbol": False, "adjustForTimeDifference": True,
+        "fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False}}
+    if credentials is not None:
+        config.update(apiKey=credentials.api_key, secret=credentials.secret)
+        if credentials.password:
+            config["password"] = credentials.password
+    exchange = cls(config)
+    exchange.options["maxRetriesOnFailure"] = 0  # a transport retry of a POST would be a second order
+    if sandbox_url:
+        from handlers.venues.ccxt.urls import point_at
+
+        point_at(exchange, sandbox_url)
+    return exchange
+
+
+def live(
+    ctx: typer.Context,
+    venue: str = typer.Option(..., "--venue", metavar="ID", help="ccxt exchange id, e.g. binance."),
+    namespace: str = typer.Option(..., "--namespace", metavar="live-NAME", help="The live namespace (resumed)."),
+    strategy: str = typer.Option(..., "--strategy", metavar="NAME", help="Built-in name or module:Class."),
+    symbol: List[str] = typer.Option(..., "--symbol", metavar="BASE/QUOTE", help="Market to trade (repeatable)."),
+    param: Optional[List[str]] = typer.Option(None, "--param", metavar="K=V", help="Strategy parameter (repeatable)."),
+    risk: Optional[Path] = typer.Option(None, "--risk", metavar="FILE", help="Risk limits and [queue] (TOML/JSON)."),
+    paper: bool = typer.Option(False, "--paper", help="Live market data, the simulated venue: no order leaves."),
+    paper_venue: Optional[Path] = typer.Option(None, "--paper-venue", metavar="FILE",
+                                               help="Simulated venue settings for --paper (TOML or JSON)."),
+    timeframe: str = typer.Option("1m", "--timeframe", help="Bars the strategy sees."),
+    history: int = typer.Option(0, "--history", min=0, metavar="N", help="Bars before now to start from (new namespace)."),
+    poll: float = typer.Option(1.0, "--poll", min=0.0, metavar="S", help="Seconds between polls of the venue."),
+    window: float = typer.Option(30.0, "--visibility-window", min=0.0, metavar="S",
+                                 help="How long an order may be invisible to lookups before absence counts."),
+    sandbox_url: Optional[str] = typer.Option(None, "--sandbox-url", metavar="URL",
+                                              help="Point ccxt at a sandbox venue (tape sandbox serve)."),
+    credentials: Optional[Path] = typer.Option(None, "--credentials", metavar="FILE",
+                                               help="TOML file with [venue] api_key/secret (else TAPE_<VENUE>_API_KEY)."),
+    max_seconds: Optional[float] = typer.Option(None, "--max-seconds", metavar="S", help="Stop after S seconds."),
+) -> None:
+    """Run the engine loop on a venue: startup is recovery and reconciliation; SIGINT/SIGTERM stop it cleanly."""
+    limits, queue = risk_file(risk) if risk is not None else (RiskLimits(), QueueConfig())
+    spec = LiveSpec(namespace=namespace, venue=venue, symbols=tuple(symbol), strategy=strategy,
+                    params=output.params_option(param or []), risk=limits, queue=queue, paper=paper,
+                    paper_venue=venue_file(paper_venue) if paper_venue is not None else VenueConfig(),
+                    timeframe=timeframe, timeframe_ns=parse_timeframe(timeframe), history_bars=history,
+                    poll_seconds=poll, visibility_window_ns=int(window * 1e9))
+    creds = None if paper else load_credentials(venue, credentials)
+    exchange = exchange_for(venue, creds, sandbox_url)
+    stopping = [False]
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stopping[0] = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    node = LiveNode(cli_context(ctx).open(), spec, exchange, secrets=creds.values() if creds else ())
+    s = node.run(lambda: stopping[0], max_seconds=max_seconds)
+    sys.stdout.write(f"{s.namespace}: recovered {s.recovered_events:,} events ({s.recovered_inputs:,} inputs), "
+                     f"{s.inputs:,} inputs this session, {s.fills:,} fills, {s.resolved_in_doubt:,} sends in doubt "
+                     "resolved\n")

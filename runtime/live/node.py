@@ -1,0 +1,255 @@
+"""`tape live`: one session of the live runtime on a namespace — recover, reconcile, then trade until stopped.
+
+Startup (runtime/live/resume.py): the namespace's inputs are replayed through a fresh engine, which rebuilds all
+state and writes nothing; the venue adapter learns from the log which orders it sent, which answers it read, which
+fills it folded. Then the session starts: RunStarted, the instruments from the venue's markets, (live) the venue's
+balances as a reported AccountState, and reconciliation — every send whose outcome the log does not hold is looked
+up by client order id (never sent again), fills since the last recorded trade are read from the venue's trade
+history — recorded as a ReconciliationReport. Then the loop: closed bars from the feed, the venue's answers and
+fills, each one input → one committed step, every order sent only after the step that records it is committed.
+SIGINT/SIGTERM stop the loop at a step boundary and write RunStopped. A second `tape live` on the namespace is
+refused by the writer lock (file store) or fenced (Kafka).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+from eventstore.replay import Event
+from eventstore.store import Log
+from handlers.queue import OutboundQueue, QueueConfig
+from handlers.risk.engine import RiskEngine
+from handlers.risk.limits import RiskLimits
+from handlers.strategy import load_strategy, params_as_strings, parse_params
+from handlers.venues.ccxt.adapter import CcxtVenue
+from handlers.venues.ccxt.feed import BarFeed
+from handlers.venues.ccxt.mapping import instrument_id, instrument_payload
+from handlers.venues.sim.config import VenueConfig
+from handlers.venues.sim.venue import SimulatedVenue
+from projections.state import State
+from runtime.backtest.runner import code_version
+from runtime.engine.loop import Engine
+from runtime.live.resume import Replayed, ReplayWriter, replay_inputs
+from runtime.replay.recovery import run_started
+from schemas.decimals import canonical_json
+from schemas.errors import TapeError
+
+SNAPSHOT_EVERY = 10_000
+
+
+class LiveError(TapeError):
+    """A live session that cannot start as asked (namespace, venue, symbols, configs)."""
+
+
+@dataclass(frozen=True)
+class LiveSpec:
+    """Everything that determines a live session; parsed once at the edge (the CLI)."""
+
+    namespace: str
+    venue: str  # ccxt id, e.g. "binance"
+    symbols: tuple[str, ...]  # ccxt symbols, e.g. ("BTC/USDT",)
+    strategy: str
+    params: dict[str, str] = field(default_factory=dict)
+    risk: RiskLimits = field(default_factory=RiskLimits)
+    queue: QueueConfig = field(default_factory=QueueConfig)
+    paper: bool = False
+    paper_venue: VenueConfig = field(default_factory=VenueConfig)
+    timeframe: str = "1m"
+    timeframe_ns: int = 60_000_000_000
+    history_bars: int = 0
+    poll_seconds: float = 1.0
+    visibility_window_ns: int = 30_000_000_000
+    snapshot_every: int = SNAPSHOT_EVERY
+
+    @property
+    def venue_name(self) -> str:
+        return self.venue.upper()
+
+    def configs(self) -> dict[str, Any]:
+        """What RunStarted.config records: the same inputs must give the same derived events on replay."""
+        return {"risk": self.risk.canonical(), "queue": self.queue.canonical(), "venue": self.venue,
+                "symbols": list(self.symbols), "timeframe": self.timeframe,
+                "paper_venue": self.paper_venue.canonical() if self.paper else None,
+                "snapshot_every": self.snapshot_every}
+
+
+@dataclass
+class Session:
+    """What a session did, for the CLI's last line."""
+
+    namespace: str
+    recovered_events: int = 0
+    recovered_inputs: int = 0
+    inputs: int = 0
+    resolved_in_doubt: int = 0
+    fills: int = 0
+
+
+class LiveNode:
+    """One live (or paper) session on one namespace of one store."""
+
+    def __init__(self, log: Log, spec: LiveSpec, exchange: Any, *, clock: Callable[[], int] = time.time_ns,
+                 secrets: tuple[str, ...] = ()):
+        if not spec.namespace.startswith("live-"):
+            raise LiveError(f"namespace {spec.namespace!r}: a live namespace is named live-NAME (e.g. live-btc)")
+        self.log, self.spec, self.exchange, self.clock = log, spec, exchange, clock
+        self.secrets = secrets
+        self.strategy_cls = load_strategy(spec.strategy)
+        self.params = parse_params(self.strategy_cls, spec.params)  # bad parameters fail before anything is written
+        self.symbols = self._markets()
+        self.adapter = CcxtVenue(spec.venue_name, exchange, self.symbols, clock=clock,
+                                 visibility_window_ns=spec.visibility_window_ns, secrets=secrets)
+        self.feed = BarFeed(exchange, self.symbols, spec.timeframe, spec.timeframe_ns, self.adapter.venue_time,
+                            history=spec.history_bars)
+        self.session = Session(spec.namespace)
+        self._check_namespace()
+        self.writer = log.writer(spec.namespace, clock=clock)  # the lock: a second session is refused here
+        try:
+            self.engine = self._recover()
+        except BaseException:
+            self.writer.close()
+            raise
+
+    # ---- startup ---------------------------------------------------------------------------------------------
+
+    def _markets(self) -> dict[str, str]:
+        markets = self.exchange.load_markets()
+        out = {}
+        for symbol in self.spec.symbols:
+            market = markets.get(symbol)
+            if market is None:
+                raise LiveError(f"{self.spec.venue} lists no market {symbol!r}: use a symbol such as "
+                                f"{next(iter(sorted(markets)), 'BTC/USDT')!r} (ccxt's unified form)")
+            out[instrument_id(market, self.spec.venue_name)] = symbol
+        return out
+
+    def _check_namespace(self) -> None:
+        if self.spec.namespace not in self.log.namespaces():
+            return
+        first = run_started(self.log, self.spec.namespace)
+        if first is None:
+            raise LiveError(f"namespace {self.spec.namespace} holds events but no RunStarted: it is not a live "
+                            "namespace; choose another --namespace")
+        mode = "PAPER" if self.spec.paper else "LIVE"
+        if first["mode"] != mode:
+            raise LiveError(f"namespace {self.spec.namespace} was written by a {first['mode'].lower()} run; a {mode.lower()} "
+                            "session needs a namespace of its own")
+        same = (first["strategy"], dict(first["params"]), first["config"]) == (
+            self.spec.strategy, params_as_strings(self.params), canonical_json(self.spec.configs()))
+        if not same:
+            raise LiveError(f"namespace {self.spec.namespace} runs {first['strategy']} with params "
+                            f"{dict(first['params'])} and its own config; resume it with the same ones, or start a new "
+                            "namespace to change them")
+
+    def _engine(self, writer: Any) -> Engine:
+        spec = self.spec
+        state = State()
+        venue: Any = SimulatedVenue(replace(spec.paper_venue, name=spec.venue_name), state) if spec.paper \
+            else self.adapter
+        return Engine(writer=writer, state=state, strategy_cls=self.strategy_cls, params=self.params,
+                      risk=RiskEngine(spec.risk), queue=OutboundQueue(replace(spec.queue, venue=spec.venue_name)),
+                      venue=venue, strategy_id=self.strategy_cls.name, record_inputs=True, group=1,
+                      snapshot_every=spec.snapshot_every)
+
+    def _recover(self) -> Engine:
+        ns = self.spec.namespace
+        replay = ReplayWriter(ns, self.log.catalog, self.log.registry(ns), iter(self.log.replay(ns)))
+        engine = self._engine(replay)
+        self.adapter.sending = False
+
+        def learn(e: Event) -> None:
+            self.adapter.learn(e.name, e.data, e.envelope["ts_init"])
+            self.feed.learn(e.name, e.data)
+
+        def session_start(e: Event, first: bool) -> None:
+            engine.start(e.ts_event, {k: v for k, v in e.data.items() if k != "envelope"}, open_venue=first)
+
+        def session_stop(e: Event) -> None:
+            engine.stop({k: v for k, v in e.data.items() if k != "envelope"})
+
+        found: Replayed = replay_inputs(self.log, ns, engine, learn=learn, session_start=session_start,
+                                        session_stop=session_stop) if ns in self.log.namespaces() else Replayed()
+        engine.flush()
+        self.adapter.sending = True
+        self.adapter.reports.clear()
+        engine.writer = self.writer
+        engine._next_seq = self.writer.next_seq
+        self.session.recovered_events, self.session.recovered_inputs = found.events, found.inputs
+        self._first_session = found.sessions == 0
+        return engine
+
+    def start(self) -> None:
+        """RunStarted, instruments, balances, reconciliation: the session's first steps."""
+        spec, engine = self.spec, self.engine
+        now = self.adapter.venue_time()
+        started = {"run_id": spec.namespace, "mode": "PAPER" if spec.paper else "LIVE", "strategy": spec.strategy,
+                   "params": params_as_strings(self.params), "config": canonical_json(spec.configs()),
+                   "code_version": code_version(), "source_namespace": None, "source_from_ts": None,
+                   "source_to_ts": None, "seed": None}
+        markets = self.exchange.markets
+        for iid, symbol in sorted(self.symbols.items()):
+            payload = instrument_payload(markets[symbol], spec.venue_name)
+            known = engine.state.market.instruments.get(iid)
+            if known is None or any(getattr(known, k) != v for k, v in payload.items() if hasattr(known, k)):
+                self._input("InstrumentDefined", payload, now, "feed")
+        engine.start(max(now, engine.now), started, open_venue=self._first_session)
+        if not spec.paper:
+            self._input(*self.adapter.opening_balances(), source="report")
+            self.reconcile()
+
+    def reconcile(self) -> None:
+        """Resolve sends in doubt by client order id and read fills since the cursor; record what was found."""
+        before = len(self.adapter.in_doubt)
+        self.adapter.resolve()
+        self.adapter.poll_fills()
+        reports = self._pump()
+        self.session.resolved_in_doubt += before - len(self.adapter.in_doubt)
+        mismatches = [{"kind": "order_status", "client_order_id": d.client_order_id, "field": "status",
+                       "local": "SUBMITTED", "venue": None} for d in self.adapter.in_doubt.values()]
+        self._input("ReconciliationReport", {"venue": self.spec.venue_name, "orders_checked": before,
+                                             "fills_checked": sum(1 for r in reports if r == "OrderFilled"),
+                                             "balances_checked": 0, "mismatches": mismatches,
+                                             "resolved": not mismatches}, self.adapter.venue_time(), "report")
+
+    # ---- the loop --------------------------------------------------------------------------------------------
+
+    def _input(self, name: str, payload: dict[str, Any], ts: int, source: str) -> None:
+        self.engine.process(name, payload, ts, source=f"{source}:{self.spec.venue_name}")
+        self.session.inputs += 1
+
+    def _pump(self) -> list[str]:
+        """Feed the venue's answers in as inputs until none are left (an answer's step may send more)."""
+        names = []
+        while True:
+            reports = self.adapter.drain()
+            if not reports:
+                return names
+            for name, payload, ts in reports:
+                self._input(name, payload, ts, "report")
+                names.append(name)
+                self.session.fills += name == "OrderFilled"
+
+    def step(self) -> None:
+        """One pass: new closed bars, then the venue's answers, fills and in-doubt lookups."""
+        for name, payload, ts in self.feed.poll():
+            self._input(name, payload, ts, "feed")
+            self._pump()
+        if not self.spec.paper:
+            self.adapter.poll_fills()
+            if self.adapter.in_doubt:
+                self.adapter.resolve()
+            self._pump()
+
+    def run(self, stop: Callable[[], bool], *, max_seconds: float | None = None) -> Session:
+        """Start, then step every poll interval until `stop()` (or max_seconds), then write RunStopped."""
+        self.start()
+        began = time.monotonic()
+        try:
+            while not stop() and (max_seconds is None or time.monotonic() - began < max_seconds):
+                self.step()
+                time.sleep(self.spec.poll_seconds)
+        finally:
+            self.engine.stop({"run_id": self.spec.namespace, "reason": "stopped" if stop() else "max runtime"})
+            self.writer.close()
+        return self.session

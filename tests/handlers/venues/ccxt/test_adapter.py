@@ -1,0 +1,190 @@
+"""The ccxt adapter's safety rules, on an in-memory exchange with Binance's client-id semantics (unit level; the
+sandbox venue tests drive the real ccxt classes over HTTP).
+
+No order is sent twice: a send whose answer is lost is looked up by client order id, never re-sent; absence counts
+only after the visibility window and a trade-history check. Negative control: an adapter that re-sends in-doubt
+orders is caught by the same check.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+
+import ccxt
+import pytest
+
+from handlers.venues.ccxt.adapter import CcxtVenue
+from handlers.venues.ccxt.errors import rejection_reason
+
+IID, SYMBOL = "BTCUSDT.BINANCE", "BTC/USDT"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.ns = 1_700_000_000_000_000_000
+
+    def __call__(self) -> int:
+        return self.ns
+
+
+class StubExchange:
+    """Orders by venue id; a client id is unique among OPEN orders only (Binance); faults scripted per call."""
+
+    def __init__(self) -> None:
+        self.options: dict = {}
+        self.orders: dict[str, dict] = {}
+        self.trades: list[dict] = []
+        self.sent: list[str] = []  # client ids of every create_order that reached the venue
+        self.faults: list[str] = []  # next create_order: "drop_after_accept" | "refuse" | "timeout_before"
+        self.fill_on_accept = True
+        self.visible_after = 0  # lookups by cid fail until this many lookups happened
+
+    def create_order(self, symbol, kind, side, amount, price, params):
+        fault = self.faults.pop(0) if self.faults else None
+        cid = params["clientOrderId"]
+        if fault == "timeout_before":
+            raise ccxt.RequestTimeout("binance timed out")
+        if fault == "refuse":
+            raise ccxt.InsufficientFunds("binance Account has insufficient balance for requested action.")
+        if any(o["clientOrderId"] == cid and o["status"] == "open" for o in self.orders.values()):
+            raise ccxt.InvalidOrder('binance {"code":-2010,"msg":"Duplicate order sent."}')
+        self.sent.append(cid)
+        vid = str(len(self.orders) + 1)
+        status = "closed" if self.fill_on_accept else "open"
+        self.orders[vid] = {"id": vid, "clientOrderId": cid, "status": status, "symbol": symbol}
+        if self.fill_on_accept:
+            self.trades.append({"id": str(len(self.trades) + 100), "order": vid, "side": side, "price": 100.5,
+                                "amount": float(amount), "fee": {"cost": 0.01, "currency": "USDT"},
+                                "takerOrMaker": "taker", "info": {}})
+        if fault == "drop_after_accept":
+            raise ccxt.NetworkError("binance connection closed")
+        return dict(self.orders[vid])
+
+    def fetch_order(self, oid, symbol, params):
+        cid = params["clientOrderId"]
+        if self.visible_after > 0:
+            self.visible_after -= 1
+            raise ccxt.OrderNotFound("binance -2013 Order does not exist.")
+        for o in self.orders.values():
+            if o["clientOrderId"] == cid:
+                return dict(o)
+        raise ccxt.OrderNotFound("binance -2013 Order does not exist.")
+
+    def fetch_my_trades(self, symbol, since=None, limit=None, params=None):
+        start = int((params or {}).get("fromId", 0))
+        return [dict(t) for t in self.trades if int(t["id"]) >= start]
+
+    def cancel_order(self, oid, symbol, params):
+        raise ccxt.OrderNotFound("binance -2011 Unknown order sent.")
+
+
+def order(cid: str) -> dict:
+    return {"instrument_id": IID, "client_order_id": cid, "side": "BUY", "order_type": "MARKET",
+            "quantity": Decimal("0.5"), "price": None, "trigger_price": None, "time_in_force": "GTC",
+            "post_only": False, "reduce_only": False}
+
+
+def venue(ex: StubExchange, clock: Clock, window_s: int = 5) -> CcxtVenue:
+    return CcxtVenue("BINANCE", ex, {IID: SYMBOL}, clock=clock, visibility_window_ns=window_s * 10**9,
+                     secrets=("s3cret",))
+
+
+def send(v: CcxtVenue, cid: str) -> list:
+    v.submit(order(cid), 0)
+    v.after_commit()
+    return v.drain()
+
+
+def test_an_accepted_order_and_its_fill_come_back_as_reports():
+    ex, clock = StubExchange(), Clock()
+    v = venue(ex, clock)
+    assert [r[0] for r in send(v, "c1")] == ["OrderAccepted"]
+    v.poll_fills()
+    (fill,) = v.drain()
+    assert fill[0] == "OrderFilled" and fill[1]["client_order_id"] == "c1" and fill[1]["last_price"] == Decimal("100.5")
+    v.poll_fills()
+    assert v.drain() == []  # a trade is reported once
+
+
+def test_a_lost_answer_is_looked_up_never_resent():
+    ex, clock = StubExchange(), Clock()
+    ex.faults = ["drop_after_accept"]
+    ex.visible_after = 2  # the venue shows the new order only from the third lookup on
+    v = venue(ex, clock)
+    (unknown,) = send(v, "c1")
+    assert unknown[0] == "OrderOutcomeUnknown" and "NetworkError" in unknown[1]["error"]
+    for _ in range(3):
+        v.resolve()
+        clock.ns += 10**9
+    assert [r[0] for r in v.drain()] == ["OrderAccepted"]
+    v.poll_fills()
+    assert [r[0] for r in v.drain()] == ["OrderFilled"]
+    assert ex.sent == ["c1"] and not v.in_doubt
+
+
+def test_absence_needs_the_window_and_no_trade():
+    ex, clock = StubExchange(), Clock()
+    ex.faults = ["timeout_before"]  # never reached the venue
+    v = venue(ex, clock, window_s=5)
+    assert [r[0] for r in send(v, "c1")] == ["OrderOutcomeUnknown"]
+    v.resolve()
+    assert v.drain() == [] and "c1" in v.in_doubt  # not found, but the window has not passed: still in doubt
+    clock.ns += 6 * 10**9
+    v.resolve()
+    (absent,) = v.drain()
+    assert absent[0] == "OrderResolvedAbsent" and absent[1]["lookups"] == 2 and ex.sent == []
+
+
+def test_a_refusal_is_a_rejection_and_a_duplicate_is_not():
+    ex, clock = StubExchange(), Clock()
+    ex.faults = ["refuse"]
+    v = venue(ex, clock)
+    (rej,) = send(v, "c1")
+    assert rej[0] == "OrderRejected" and rej[1]["reason_code"] == "INSUFFICIENT_BALANCE"
+    assert rejection_reason(ccxt.InvalidOrder('{"code":-2010,"msg":"Duplicate order sent."}')) is None
+    assert rejection_reason(ccxt.RequestTimeout("x")) is None and rejection_reason(ccxt.ExchangeError("503")) is None
+
+
+def test_recovery_learns_sends_in_doubt_from_the_log():
+    """After a crash between the commit and the send, the log holds OrderSubmitted and no answer: in doubt."""
+    ex, clock = StubExchange(), Clock()
+    v = venue(ex, clock)
+    v.sending = False  # replaying: nothing leaves
+    v.learn("OrderSubmitted", order("c9"), clock.ns)
+    v.submit(order("c9"), 0)
+    v.after_commit()
+    assert ex.sent == [] and "c9" in v.in_doubt
+    clock.ns += 31 * 10**9
+    v.sending = True
+    v.resolve()
+    assert [r[0] for r in v.drain()] == ["OrderResolvedAbsent"] and ex.sent == []
+
+
+class ResendingVenue(CcxtVenue):
+    """Negative control: the naive recovery that sends an in-doubt order again."""
+
+    def resolve(self) -> None:
+        for cid, doubt in list(self.in_doubt.items()):
+            self._send_order(order(cid))
+
+
+@pytest.mark.parametrize("cls, doubled", [(CcxtVenue, False), (ResendingVenue, True)])
+def test_no_order_is_sent_twice_and_the_check_catches_a_resend(cls, doubled):
+    ex, clock = StubExchange(), Clock()
+    ex.faults = ["drop_after_accept"]
+    v = cls("BINANCE", ex, {IID: SYMBOL}, clock=clock, visibility_window_ns=10**9)
+    send(v, "c1")
+    v.resolve()
+    counts = {cid: ex.sent.count(cid) for cid in ex.sent}
+    assert (max(counts.values()) > 1) == doubled  # the filled first order does not stop a second at the venue
+
+
+def test_secrets_never_reach_a_report():
+    ex, clock = StubExchange(), Clock()
+    v = venue(ex, clock)
+
+    def leak(*a):
+        raise ccxt.NetworkError("binance apiKey=s3cret refused")
+
+    ex.create_order = leak
+    (unknown,) = send(v, "c1")
+    assert "s3cret" not in repr(unknown) and "***" in unknown[1]["error"]
