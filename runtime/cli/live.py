@@ -19,13 +19,19 @@ from runtime.live.node import LiveError, LiveNode, LiveSpec
 from runtime.times import parse_timeframe
 
 
-def exchange_for(venue: str, credentials: Credentials | None, sandbox_url: str | None) -> Any:
-    """The ccxt exchange object of a venue id: rate limiter on, ccxt's own retries off, pointed at a sandbox."""
+def exchange_class(venue: str) -> type:
+    """The ccxt class of a venue id, or a one-line error naming the ids to use."""
     import ccxt
 
-    cls = getattr(ccxt, venue, None)
-    if cls is None or not isinstance(cls, type):
+    cls = getattr(ccxt, venue, None) if venue in ccxt.exchanges else None
+    if cls is None:
         raise LiveError(f"unknown venue {venue!r}: use a ccxt exchange id such as binance, bybit, okx, kraken")
+    return cls
+
+
+def exchange_for(venue: str, credentials: Credentials | None, sandbox_url: str | None) -> Any:
+    """The ccxt exchange object of a venue id: rate limiter on, ccxt's own retries off, pointed at a sandbox."""
+    cls = exchange_class(venue)
     # spot markets only: no signed currency or margin catalogues at startup (live-runtime.md, infra.md §4)
     config: dict[str, Any] = {"enableRateLimit": True, "options": {
         "warnOnFetchOpenOrdersWithoutSymbol": False, "adjustForTimeDifference": True,
@@ -72,6 +78,7 @@ def live(
                     paper_venue=venue_file(paper_venue) if paper_venue is not None else VenueConfig(),
                     timeframe=timeframe, timeframe_ns=parse_timeframe(timeframe), history_bars=history,
                     poll_seconds=poll, visibility_window_ns=int(window * 1e9))
+    exchange_class(venue)
     creds = None if paper else load_credentials(venue, credentials)
     exchange = exchange_for(venue, creds, sandbox_url)
     stopping = [False]

@@ -23,6 +23,7 @@ from handlers.risk.engine import RiskEngine
 from handlers.risk.limits import RiskLimits
 from handlers.strategy import load_strategy, params_as_strings, parse_params
 from handlers.venues.ccxt.adapter import CcxtVenue
+from handlers.venues.ccxt.errors import one_line
 from handlers.venues.ccxt.feed import BarFeed
 from handlers.venues.ccxt.mapping import instrument_id, instrument_payload
 from handlers.venues.sim.config import VenueConfig
@@ -97,13 +98,13 @@ class LiveNode:
         self.secrets = secrets
         self.strategy_cls = load_strategy(spec.strategy)
         self.params = parse_params(self.strategy_cls, spec.params)  # bad parameters fail before anything is written
+        self._check_namespace()
         self.symbols = self._markets()
         self.adapter = CcxtVenue(spec.venue_name, exchange, self.symbols, clock=clock,
                                  visibility_window_ns=spec.visibility_window_ns, secrets=secrets)
         self.feed = BarFeed(exchange, self.symbols, spec.timeframe, spec.timeframe_ns, self.adapter.venue_time,
                             history=spec.history_bars)
         self.session = Session(spec.namespace)
-        self._check_namespace()
         self.writer = log.writer(spec.namespace, clock=clock)  # the lock: a second session is refused here
         try:
             self.engine = self._recover()
@@ -114,7 +115,16 @@ class LiveNode:
     # ---- startup ---------------------------------------------------------------------------------------------
 
     def _markets(self) -> dict[str, str]:
-        markets = self.exchange.load_markets()
+        import ccxt
+
+        try:
+            markets = self.exchange.load_markets()
+        except ccxt.AuthenticationError as e:
+            raise LiveError(f"venue {self.spec.venue} refused the credentials ({one_line(e, self.secrets)}); check "
+                            f"TAPE_{self.spec.venue_name}_API_KEY and TAPE_{self.spec.venue_name}_SECRET") from None
+        except ccxt.BaseError as e:
+            raise LiveError(f"venue {self.spec.venue} is unreachable ({one_line(e, self.secrets)}); check the network "
+                            "or --sandbox-url") from None
         out = {}
         for symbol in self.spec.symbols:
             market = markets.get(symbol)

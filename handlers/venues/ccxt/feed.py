@@ -1,6 +1,7 @@
 """Market data from a venue through ccxt, as input events: closed bars polled over REST.
 
-A bar enters the log once, when it is closed (its open time + timeframe is at or before the venue's clock), with
+A bar enters the log once, when it is closed (a later bar exists, or its open time + timeframe is at or before the
+venue's clock as the runtime estimates it), with
 ts_event = its close time (as `tape ingest` writes history) and the venue's prices as exact decimals. The cursor is
 the open time of the last bar recorded per instrument, rebuilt from the log on restart (`learn`), so a restart
 neither skips nor repeats a bar. Websocket streams (ccxt.pro) are the next step; REST polling is the fallback they
@@ -43,11 +44,12 @@ class BarFeed:
             last = self.last_open.get(iid)
             since = (last + self.timeframe_ns) if last is not None else now - (self.history + 1) * self.timeframe_ns
             rows = self.exchange.fetch_ohlcv(self.symbols[iid], self.timeframe, since // MS, 1000)
-            for open_ms, o, h, low, c, v in rows:
+            for i, (open_ms, o, h, low, c, v) in enumerate(rows):
                 open_ts = int(open_ms) * MS
                 close_ts = open_ts + self.timeframe_ns
-                if (last is not None and open_ts <= last) or close_ts > now:
-                    continue  # already recorded, or still forming
+                forming = i == len(rows) - 1 and close_ts > now  # the venue's last bar, still open
+                if (last is not None and open_ts <= last) or forming:
+                    continue
                 out.append(("Bar", {"instrument_id": iid, "timeframe": self.timeframe, "open_ts": open_ts,
                                     "open": dec(o), "high": dec(h), "low": dec(low), "close": dec(c),
                                     "volume": dec(v), "trades": None}, close_ts))

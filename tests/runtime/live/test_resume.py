@@ -109,3 +109,18 @@ def test_a_log_the_engine_does_not_derive_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(SmaCross, "on_bar", twice)
     with pytest.raises(RecoveryDiverged, match="replaying its inputs derived"):
         node(tmp_path, market)
+
+
+def test_a_second_session_on_the_namespace_is_refused(tmp_path):
+    from eventstore.errors import LockedNamespace
+
+    market = MarketStub()
+    a = node(tmp_path, market)
+    a.start()
+    with pytest.raises(LockedNamespace):
+        node(tmp_path, market)
+    a.engine.stop({"run_id": "live-t", "reason": "test"})
+    a.writer.close()
+    b = node(tmp_path, market)  # once the first has stopped, the namespace resumes
+    assert b.session.recovered_events > 0
+    b.writer.close()
