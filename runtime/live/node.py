@@ -22,7 +22,7 @@ from handlers.queue import OutboundQueue, QueueConfig
 from handlers.risk.engine import RiskEngine
 from handlers.risk.limits import RiskLimits
 from handlers.strategy import load_strategy, params_as_strings, parse_params
-from handlers.venues.ccxt.adapter import CcxtVenue
+from handlers.venues.ccxt.adapter import CcxtVenue, credentials_refused
 from handlers.venues.ccxt.errors import one_line
 from handlers.venues.ccxt.feed import BarFeed
 from handlers.venues.ccxt.mapping import instrument_id, instrument_payload
@@ -120,8 +120,7 @@ class LiveNode:
         try:
             markets = self.exchange.load_markets()
         except ccxt.AuthenticationError as e:
-            raise LiveError(f"venue {self.spec.venue} refused the credentials ({one_line(e, self.secrets)}); check "
-                            f"TAPE_{self.spec.venue_name}_API_KEY and TAPE_{self.spec.venue_name}_SECRET") from None
+            raise credentials_refused(self.spec.venue_name, e, self.secrets) from None
         except ccxt.BaseError as e:
             raise LiveError(f"venue {self.spec.venue} is unreachable ({one_line(e, self.secrets)}); check the network "
                             "or --sandbox-url") from None

@@ -37,6 +37,12 @@ class VenueUnavailable(TapeError):
     """The venue cannot be reached or refuses the credentials: nothing can be sent or checked."""
 
 
+def credentials_refused(venue: str, error: BaseException, secrets: tuple[str, ...]) -> VenueUnavailable:
+    """The one-line error for an AuthenticationError: the venue's words (masked) and where keys come from."""
+    return VenueUnavailable(f"venue {venue}: credentials refused ({one_line(error, secrets)}); check "
+                            f"TAPE_{venue.upper()}_API_KEY and TAPE_{venue.upper()}_SECRET")
+
+
 @dataclass
 class InDoubt:
     """An order whose send has no known outcome: looked up by client order id until resolved."""
@@ -113,8 +119,7 @@ class CcxtVenue:
             answer = self.exchange.create_order(self.symbols[iid], kind, side, str(amount),
                                                 None if price is None else str(price), params)
         except ccxt.AuthenticationError as e:
-            raise VenueUnavailable(f"venue {self.name}: credentials refused ({one_line(e, self.secrets)}); check "
-                                   f"TAPE_{self.name}_API_KEY and TAPE_{self.name}_SECRET") from None
+            raise credentials_refused(self.name, e, self.secrets) from None
         except Exception as e:  # noqa: BLE001 - every failure is classified: refused for sure, or unknown
             reason = rejection_reason(e)
             if reason is not None:
@@ -233,8 +238,7 @@ class CcxtVenue:
         try:
             balance = self.exchange.fetch_balance()
         except ccxt.AuthenticationError as e:
-            raise VenueUnavailable(f"venue {self.name}: credentials refused ({one_line(e, self.secrets)}); check "
-                                   f"TAPE_{self.name}_API_KEY and TAPE_{self.name}_SECRET") from None
+            raise credentials_refused(self.name, e, self.secrets) from None
         except ccxt.NetworkError as e:
             raise VenueUnavailable(f"venue {self.name} is unreachable ({one_line(e, self.secrets)}); check the "
                                    "network or --sandbox-url") from None
