@@ -88,7 +88,13 @@ def live(
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
-    node = LiveNode(cli_context(ctx).open(), spec, exchange, secrets=creds.values() if creds else ())
+    venue_clock = None
+    if sandbox_url:
+        from handlers.venues.ccxt.clock import SandboxClock
+
+        venue_clock = SandboxClock(sandbox_url)  # the replay's market time, not the wall clock
+    node = LiveNode(cli_context(ctx).open(), spec, exchange, venue_clock=venue_clock,
+                    secrets=creds.values() if creds else ())
     s = node.run(lambda: stopping[0], max_seconds=max_seconds)
     sys.stdout.write(f"{s.namespace}: recovered {s.recovered_events:,} events ({s.recovered_inputs:,} inputs), "
                      f"{s.inputs:,} inputs this session, {s.fills:,} fills, {s.resolved_in_doubt:,} sends in doubt "

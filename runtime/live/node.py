@@ -23,9 +23,11 @@ from handlers.risk.engine import RiskEngine
 from handlers.risk.limits import RiskLimits
 from handlers.strategy import load_strategy, params_as_strings, parse_params
 from handlers.venues.ccxt.adapter import CcxtVenue, credentials_refused
+from handlers.venues.ccxt.clock import ExchangeClock, VenueClock
 from handlers.venues.ccxt.errors import one_line
 from handlers.venues.ccxt.feed import BarFeed
 from handlers.venues.ccxt.mapping import instrument_id, instrument_payload
+from handlers.venues.ccxt.reconcile import balance_mismatches, blocking, halt_reason
 from handlers.venues.sim.config import VenueConfig
 from handlers.venues.sim.venue import SimulatedVenue
 from projections.state import State
@@ -35,6 +37,7 @@ from runtime.live.resume import Replayed, ReplayWriter, replay_inputs
 from runtime.replay.recovery import run_started
 from schemas.decimals import canonical_json
 from schemas.errors import TapeError
+from schemas.ids import order_id_prefix
 
 SNAPSHOT_EVERY = 10_000
 
@@ -61,6 +64,7 @@ class LiveSpec:
     history_bars: int = 0
     poll_seconds: float = 1.0
     visibility_window_ns: int = 30_000_000_000
+    check_seconds: float = 5.0  # how often the loop compares the venue's open orders with the log's
     snapshot_every: int = SNAPSHOT_EVERY
 
     @property
@@ -91,7 +95,7 @@ class LiveNode:
     """One live (or paper) session on one namespace of one store."""
 
     def __init__(self, log: Log, spec: LiveSpec, exchange: Any, *, clock: Callable[[], int] = time.time_ns,
-                 secrets: tuple[str, ...] = ()):
+                 venue_clock: VenueClock | None = None, secrets: tuple[str, ...] = ()):
         if not spec.namespace.startswith("live-"):
             raise LiveError(f"namespace {spec.namespace!r}: a live namespace is named live-NAME (e.g. live-btc)")
         self.log, self.spec, self.exchange, self.clock = log, spec, exchange, clock
@@ -100,11 +104,15 @@ class LiveNode:
         self.params = parse_params(self.strategy_cls, spec.params)  # bad parameters fail before anything is written
         self._check_namespace()
         self.symbols = self._markets()
-        self.adapter = CcxtVenue(spec.venue_name, exchange, self.symbols, clock=clock,
-                                 visibility_window_ns=spec.visibility_window_ns, secrets=secrets)
-        self.feed = BarFeed(exchange, self.symbols, spec.timeframe, spec.timeframe_ns, self.adapter.venue_time,
+        self.venue_clock = venue_clock or ExchangeClock(exchange, clock)
+        self.adapter = CcxtVenue(spec.venue_name, exchange, self.symbols, clock=clock, venue_now=self.venue_clock.now,
+                                 visibility_window_ns=spec.visibility_window_ns, secrets=secrets,
+                                 own_prefix=order_id_prefix(spec.namespace))
+        self.feed = BarFeed(exchange, self.symbols, spec.timeframe, spec.timeframe_ns, self.venue_clock.now,
                             history=spec.history_bars)
         self.session = Session(spec.namespace)
+        self._next_check = 0.0
+        self._balances_checked = 0
         self.writer = log.writer(spec.namespace, clock=clock)  # the lock: a second session is refused here
         try:
             self.engine = self._recover()
@@ -191,7 +199,7 @@ class LiveNode:
     def start(self) -> None:
         """RunStarted, instruments, balances, reconciliation: the session's first steps."""
         spec, engine = self.spec, self.engine
-        now = self.adapter.venue_time()
+        now = self.venue_clock.now()
         started = {"run_id": spec.namespace, "mode": "PAPER" if spec.paper else "LIVE", "strategy": spec.strategy,
                    "params": params_as_strings(self.params), "config": canonical_json(spec.configs()),
                    "code_version": code_version(), "source_namespace": None, "source_from_ts": None,
@@ -204,22 +212,57 @@ class LiveNode:
                 self._input("InstrumentDefined", payload, now, "feed")
         engine.start(max(now, engine.now), started, open_venue=self._first_session)
         if not spec.paper:
-            self._input(*self.adapter.opening_balances(), source="report")
+            if self._first_session:
+                self._input(*self.adapter.opening_balances(), source="report")
             self.reconcile()
 
-    def reconcile(self) -> None:
-        """Resolve sends in doubt by client order id and read fills since the cursor; record what was found."""
-        before = len(self.adapter.in_doubt)
-        self.adapter.resolve()
-        self.adapter.poll_fills()
-        reports = self._pump()
-        self.session.resolved_in_doubt += before - len(self.adapter.in_doubt)
-        mismatches = [{"kind": "order_status", "client_order_id": d.client_order_id, "field": "status",
-                       "local": "SUBMITTED", "venue": None} for d in self.adapter.in_doubt.values()]
-        self._input("ReconciliationReport", {"venue": self.spec.venue_name, "orders_checked": before,
-                                             "fills_checked": sum(1 for r in reports if r == "OrderFilled"),
-                                             "balances_checked": 0, "mismatches": mismatches,
-                                             "resolved": not mismatches}, self.adapter.venue_time(), "report")
+    def reconcile(self) -> list[dict[str, Any]]:
+        """Startup's check of the log against the venue: sends in doubt looked up by client order id, fills since
+        the cursor, the venue's open orders against the log's, balances; recorded as a ReconciliationReport, and
+        trading halted when the log no longer describes the account."""
+        adapter = self.adapter
+        doubted = len(adapter.in_doubt)
+        adapter.resolve()
+        adapter.poll_fills()
+        mismatches = adapter.check_orders()
+        adapter.poll_fills()
+        names = self._pump()
+        balances, found = self._compare_balances()
+        names += balances
+        mismatches += found
+        self.session.resolved_in_doubt += doubted - len(adapter.in_doubt)
+        mismatches += [{"kind": "order_status", "client_order_id": d.client_order_id, "field": "status",
+                        "local": "SUBMITTED", "venue": None} for d in adapter.in_doubt.values()]
+        stop = blocking(mismatches)
+        self._input("ReconciliationReport", {
+            "venue": self.spec.venue_name, "orders_checked": doubted + len(adapter.orders.open),
+            "fills_checked": names.count("OrderFilled"), "balances_checked": self._balances_checked,
+            "mismatches": mismatches, "resolved": not stop and not adapter.in_doubt}, self.venue_clock.now(), "report")
+        if stop and self.engine.state.risk.trading_state != "HALTED":
+            self._input("TradingStateChanged", {"state": "HALTED", "previous": self.engine.state.risk.trading_state,
+                                                "reason": halt_reason(stop), "incident_id": None},
+                        self.venue_clock.now(), "report")
+        return mismatches
+
+    def _compare_balances(self, attempts: int = 3) -> tuple[list[str], list[dict[str, Any]]]:
+        """The venue's balances against the log's, read when no new fill arrives around the read (a fill the
+        trade history does not show yet would read as a difference: read again, up to `attempts` times)."""
+        names: list[str] = []
+        found: list[dict[str, Any]] = []
+        self._balances_checked = 0
+        for attempt in range(attempts):
+            _, reported, _ = self.adapter.opening_balances()
+            self.adapter.poll_fills()
+            fresh = self._pump()
+            names += fresh
+            if "OrderFilled" in fresh:
+                continue
+            found = balance_mismatches(self.engine.state.portfolio.balances, reported)
+            self._balances_checked = len(reported["balances"])
+            if not found:
+                break
+            time.sleep(0.5)
+        return names, found
 
     # ---- the loop --------------------------------------------------------------------------------------------
 
@@ -241,6 +284,7 @@ class LiveNode:
 
     def step(self) -> None:
         """One pass: new closed bars, then the venue's answers, fills and in-doubt lookups."""
+        self.venue_clock.sync()
         for name, payload, ts in self.feed.poll():
             self._input(name, payload, ts, "feed")
             self._pump()
@@ -248,6 +292,16 @@ class LiveNode:
             self.adapter.poll_fills()
             if self.adapter.in_doubt:
                 self.adapter.resolve()
+            if time.monotonic() >= self._next_check:
+                self._next_check = time.monotonic() + self.spec.check_seconds
+                found = self.adapter.check_orders()
+                self.adapter.poll_fills()
+                if found:
+                    self._pump()
+                    self._input("ReconciliationReport", {
+                        "venue": self.spec.venue_name, "orders_checked": len(self.adapter.orders.open),
+                        "fills_checked": 0, "balances_checked": 0, "mismatches": found,
+                        "resolved": not blocking(found)}, self.venue_clock.now(), "report")
             self._pump()
 
     def run(self, stop: Callable[[], bool], *, max_seconds: float | None = None) -> Session:

@@ -35,7 +35,8 @@ from schemas.decimals import ARITHMETIC, ZERO
 
 OPEN = ("NEW", "PARTIALLY_FILLED")
 SIDES = ("BUY", "SELL")
-TYPES = ("LIMIT", "MARKET")
+TYPES = ("LIMIT", "MARKET", "LIMIT_MAKER")  # LIMIT_MAKER: post-only, refused when it would take
+RESTING = ("LIMIT", "LIMIT_MAKER")
 TIME_IN_FORCE = ("GTC", "IOC", "FOK")
 CID_ALPHABET = string.ascii_letters + string.digits
 FIRST_ORDER_ID = 1
@@ -327,6 +328,9 @@ class Book:
         if o.time_in_force in ("IOC", "FOK"):
             crosses = first <= o.price if o.buy else first >= o.price
             return Plan(0, first, first, TAKER, False) if crosses else None
+        if o.type == "LIMIT_MAKER":  # it rested on the book from the start: it only ever makes, at its price
+            return plan_fill(buy=o.buy, order_type="LIMIT", limit=o.price, trigger=None, triggered=False,
+                             fresh=False, path=unit.path, gap_fill_at_first=False)
         return plan_fill(buy=o.buy, order_type="LIMIT", limit=o.price, trigger=None, triggered=False,
                          fresh=o.fresh, path=unit.path, gap_fill_at_first=unit.kind == "bar")
 
@@ -347,7 +351,7 @@ class Book:
     def _release_share(o: Order, price: Decimal, qty: Decimal) -> Decimal:
         """The part of an order's lock a fill of `qty` at `price` frees: a limit's own price, a market order's
         cost (from its lock first)."""
-        if o.type == "LIMIT":
+        if o.type in RESTING:
             return o.price * qty if o.buy else qty
         if not o.buy:
             return qty
@@ -407,7 +411,18 @@ class Book:
         tif = req.time_in_force
         price = req.price
         qty = req.quantity
-        if req.type == "LIMIT":
+        if req.type == "LIMIT_MAKER":
+            if tif is not None:
+                raise Reject("bad_combination", "timeInForce")
+            if qty is None or price is None:
+                raise Reject("missing_param", "quantity" if qty is None else "price")
+            if req.quote_order_qty is not None:
+                raise Reject("bad_combination", "quoteOrderQty")
+            last = self.last_price(inst.symbol)
+            if last is not None and ((price >= last + inst.tick) if req.side == "BUY" else (price <= last - inst.tick)):
+                raise Reject("would_take")  # at or through the best quote on the other side
+            tif = "GTC"
+        elif req.type == "LIMIT":
             if tif is None:
                 raise Reject("missing_param", "timeInForce")
             if tif not in TIME_IN_FORCE:

@@ -1,5 +1,6 @@
 """The sandbox's own endpoints under /sandbox/: inspect the venue's books, script faults, move the market.
 
+    GET  /sandbox/clock           market time (ms and ns), server time, speed: the clock a live session follows
     GET  /sandbox/state           orders, trades, exact balances as the venue holds them (no visibility lag), market
                                   and server time, faults in force, websocket connections
     POST /sandbox/faults          {"fault": KIND, "next": N | "probability": P, "arg": X, "target": T} or a list
@@ -37,9 +38,16 @@ class Control:
         self.venue = venue
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.get("/sandbox/state", self.state), web.post("/sandbox/faults", self.faults),
+        return [web.get("/sandbox/clock", self.clock), web.get("/sandbox/state", self.state),
+                web.post("/sandbox/faults", self.faults),
                 web.post("/sandbox/step", self.step), web.post("/sandbox/external_order", self.external_order),
                 web.post("/sandbox/deposit", self.deposit)]
+
+    async def clock(self, request: web.Request) -> web.Response:
+        c = self.venue.clock
+        market_ns = c.market_ns()
+        return _json({"marketTime": market_ns // 1_000_000, "marketTimeNs": market_ns, "serverTime": c.server_ms(),
+                      "speed": _speed(c.speed)})
 
     async def state(self, request: web.Request) -> web.Response:
         v = self.venue

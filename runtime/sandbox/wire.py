@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from runtime.sandbox.book import (
+    RESTING,
     AccountUpdate,
     Deposit,
     Execution,
@@ -54,6 +55,7 @@ REJECTS = {
     "filter": (400, -1013, "Filter failure: {}"),
     "insufficient_balance": (400, -2010, "Account has insufficient balance for requested action."),
     "duplicate_order": (400, -2010, "Duplicate order sent."),
+    "would_take": (400, -2010, "Order would immediately match and take."),
     "order_not_found": (400, -2013, "Order does not exist."),
     "cancel_unknown": (400, -2011, "Unknown order sent."),
 }
@@ -90,7 +92,7 @@ def order_view(o: Order) -> dict[str, Any]:
             "price": num(o.price), "origQty": num(o.orig_qty), "executedQty": num(o.executed_qty),
             "cummulativeQuoteQty": num(o.cum_quote), "status": o.status, "timeInForce": o.time_in_force,
             "type": o.type, "side": o.side, "stopPrice": num(Decimal(0)), "icebergQty": num(Decimal(0)),
-            "time": o.time_ms, "updateTime": o.update_ms, "isWorking": o.is_open and o.type == "LIMIT",
+            "time": o.time_ms, "updateTime": o.update_ms, "isWorking": o.is_open and o.type in RESTING,
             "workingTime": o.time_ms, "origQuoteOrderQty": num(o.quote_order_qty),
             "selfTradePreventionMode": STP_MODE}
 
@@ -178,7 +180,7 @@ def execution_report(ex: Execution, execution_id: int) -> dict[str, Any]:
         "r": "NONE", "i": o.order_id, "l": num(t.qty) if t else zero, "z": num(o.executed_qty),
         "L": num(t.price) if t else zero, "n": num(t.commission) if t else "0",
         "N": t.commission_asset if t else None, "T": ex.time_ms, "t": t.trade_id if t else -1,
-        "I": execution_id, "w": o.is_open and o.type == "LIMIT", "m": t.is_maker if t else False, "M": False,
+        "I": execution_id, "w": o.is_open and o.type in RESTING, "m": t.is_maker if t else False, "M": False,
         "O": o.time_ms, "Z": num(o.cum_quote), "Y": num(t.quote_qty) if t else zero,
         "Q": num(o.quote_order_qty), "W": o.time_ms, "V": STP_MODE}
     if o.expiry_reason and ex.execution_type == "EXPIRED":

@@ -20,13 +20,17 @@ limiter stays on. Credentials are given to ccxt and nowhere else: no event, erro
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Callable
 
 import ccxt
 
+from handlers.venues.ccxt.clock import ExchangeClock
 from handlers.venues.ccxt.errors import one_line, rejection_reason
-from handlers.venues.ccxt.mapping import balances_payload, fill_payload, order_params
+from handlers.venues.ccxt.mapping import balances_payload, dec, fill_payload, order_params
+from schemas.decimals import ZERO
 from schemas.errors import TapeError
+from schemas.ids import parse_client_order_id
 
 Report = tuple[str, dict[str, Any], int]  # (event name, payload, ts_event): an input for the next step
 CLOSED = {"closed": "FILLED", "canceled": "OrderCanceled", "cancelled": "OrderCanceled", "expired": "OrderExpired",
@@ -61,21 +65,38 @@ class VenueOrders:
     instrument: dict[str, str] = field(default_factory=dict)  # client order id → instrument id
     trades_seen: dict[str, set[str]] = field(default_factory=dict)  # instrument → trade ids folded
     trade_cursor: dict[str, str] = field(default_factory=dict)  # instrument → last trade id folded
+    quantity: dict[str, Decimal] = field(default_factory=dict)  # client order id → quantity ordered
+    filled: dict[str, Decimal] = field(default_factory=dict)  # client order id → quantity the log holds fills for
+    open: set[str] = field(default_factory=set)  # accepted at the venue, not yet terminal in the log
+
+
+@dataclass(frozen=True)
+class Terminal:
+    """A cancel or expiry the venue reported, held until the log has every fill the venue counted before it."""
+
+    name: str
+    payload: dict[str, Any]
+    venue_filled: Decimal
 
 
 class CcxtVenue:
     """The Venue port for a real venue through a ccxt exchange object (sync REST)."""
 
     def __init__(self, name: str, exchange: Any, symbols: dict[str, str], *, clock: Callable[[], int],
-                 visibility_window_ns: int = 30_000_000_000, secrets: tuple[str, ...] = ()):
+                 venue_now: Callable[[], int] | None = None, visibility_window_ns: int = 30_000_000_000,
+                 secrets: tuple[str, ...] = (), own_prefix: str = ""):
         self.name = name
+        self.own_prefix = own_prefix  # the client-order-id prefix of this namespace (schemas/ids.py)
         self.exchange = exchange
         self.symbols = symbols  # instrument id → ccxt symbol
-        self.clock = clock
+        self.clock = clock  # the runtime's own clock: durations (the visibility window)
+        self.venue_now = venue_now or ExchangeClock(exchange, clock).now  # what reports are stamped with
         self.visibility_window_ns = visibility_window_ns
         self.secrets = secrets
         self.orders = VenueOrders()
         self.in_doubt: dict[str, InDoubt] = {}
+        self.settling: dict[str, Terminal] = {}  # client order id → its terminal report, waiting for fills
+        self.foreign: set[str] = set()  # venue order ids of orders this namespace did not place, reported once
         self.reports: list[Report] = []
         self._outbox: list[tuple[str, dict[str, Any]]] = []  # ("submit", order) | ("cancel", {iid, cid})
         self.sending = True  # False while the engine replays the log: nothing leaves the process
@@ -91,6 +112,7 @@ class CcxtVenue:
 
     def submit(self, order: dict[str, Any], now: int) -> list[Any]:
         self.orders.instrument[order["client_order_id"]] = order["instrument_id"]
+        self.orders.quantity[order["client_order_id"]] = order["quantity"]
         if self.sending:
             self._outbox.append(("submit", order))
         return []
@@ -133,20 +155,16 @@ class CcxtVenue:
     def _send_cancel(self, item: dict[str, Any]) -> None:
         iid, cid = item["instrument_id"], item["client_order_id"]
         try:
-            self.exchange.cancel_order(None, self.symbols[iid], {"clientOrderId": cid, "origClientOrderId": cid})
-        except ccxt.OrderNotFound as e:
-            self._report("OrderCancelRejected", {"instrument_id": iid, "client_order_id": cid, "venue_order_id": None,
-                                                 "reason": one_line(e, self.secrets)})
-            return
-        except Exception as e:  # noqa: BLE001
-            if rejection_reason(e) is not None:
+            answer = self.exchange.cancel_order(None, self.symbols[iid], {"clientOrderId": cid,
+                                                                          "origClientOrderId": cid})
+        except Exception as e:  # noqa: BLE001 - refused (already done, unknown) or unknown: the order check settles it
+            if isinstance(e, ccxt.OrderNotFound) or rejection_reason(e) is not None:
                 self._report("OrderCancelRejected", {"instrument_id": iid, "client_order_id": cid,
                                                      "venue_order_id": None, "reason": one_line(e, self.secrets)})
             else:
                 self._unknown(iid, cid, "CANCEL", e)
             return
-        self._report("OrderCanceled", {"instrument_id": iid, "client_order_id": cid, "venue_order_id": None,
-                                       "reason": "requested"})
+        self._terminal(iid, cid, "OrderCanceled", answer, "requested")
 
     def _accepted(self, iid: str, cid: str, answer: dict[str, Any]) -> None:
         voi = str(answer["id"]) if answer.get("id") is not None else None
@@ -155,12 +173,32 @@ class CcxtVenue:
         if self.in_doubt.pop(cid, None) is not None:
             self.orders.trade_cursor.pop(iid, None)  # its fills may be behind the cursor: re-read, deduplicated
         self._report("OrderAccepted", {"instrument_id": iid, "client_order_id": cid, "venue_order_id": voi})
+        self._settle(iid, cid, answer)
+
+    def _settle(self, iid: str, cid: str, answer: dict[str, Any]) -> None:
+        """Record a venue status that ends the order without (all of) its fills: canceled or expired."""
         status = CLOSED.get(answer.get("status") or "")
-        if status in ("OrderCanceled", "OrderExpired"):  # done at the venue without (all of) its fills
-            payload = {"instrument_id": iid, "client_order_id": cid, "venue_order_id": voi}
-            if status == "OrderCanceled":
-                payload["reason"] = "venue"
-            self._report(status, payload)
+        if status in ("OrderCanceled", "OrderExpired"):
+            self._terminal(iid, cid, status, answer, "venue")
+
+    def _terminal(self, iid: str, cid: str, name: str, answer: dict[str, Any], reason: str) -> None:
+        """A cancel or expiry, reported once the log holds every fill the venue counted for the order (the
+        order's fills come first, so the order state machine sees them before the order ends)."""
+        voi = str(answer["id"]) if answer.get("id") is not None else None
+        payload: dict[str, Any] = {"instrument_id": iid, "client_order_id": cid, "venue_order_id": voi}
+        if name == "OrderCanceled":
+            payload["reason"] = reason
+        if cid not in self.orders.open and cid not in self.orders.instrument:
+            return
+        self.settling[cid] = Terminal(name, payload, dec(answer.get("filled")) or ZERO)
+        self._release_settled()
+
+    def _release_settled(self) -> None:
+        for cid, t in list(self.settling.items()):
+            if self.orders.filled.get(cid, ZERO) >= t.venue_filled:
+                del self.settling[cid]
+                if cid in self.orders.open:
+                    self._report(t.name, t.payload)
 
     def _unknown(self, iid: str, cid: str, action: str, error: BaseException) -> None:
         self._report("OrderOutcomeUnknown", {"instrument_id": iid, "client_order_id": cid, "venue": self.name,
@@ -169,12 +207,8 @@ class CcxtVenue:
             self.in_doubt.setdefault(cid, InDoubt(iid, cid, self.clock()))
 
     def _report(self, name: str, payload: dict[str, Any]) -> None:
-        self.reports.append((name, payload, self.venue_time()))
-
-    def venue_time(self) -> int:
-        """The venue's clock in ns, as ccxt measured the offset (the runtime's clock when it did not)."""
-        offset_ms = (self.exchange.options or {}).get("timeDifference", 0) or 0
-        return self.clock() - int(offset_ms) * 1_000_000
+        self.reports.append((name, payload, self.venue_now()))
+        self._fold(name, payload)
 
     def drain(self) -> list[Report]:
         """The answers received since the last call, oldest first."""
@@ -213,7 +247,8 @@ class CcxtVenue:
                    (t.get("info") or {}).get("clientOrderId") == cid for t in trades)
 
     def poll_fills(self) -> None:
-        """Fills since each instrument's trade cursor, one report per new venue trade of an order of ours."""
+        """Fills since each instrument's trade cursor, one report per new venue trade of an order of ours; then
+        the cancels and expiries that were waiting for them."""
         for iid, symbol in self.symbols.items():
             cursor = self.orders.trade_cursor.get(iid)
             params = {"fromId": int(cursor) + 1} if cursor is not None and cursor.isdigit() else {}
@@ -224,14 +259,50 @@ class CcxtVenue:
             seen = self.orders.trades_seen.setdefault(iid, set())
             for t in sorted(trades, key=lambda t: int(t["id"]) if str(t["id"]).isdigit() else 0):
                 tid = str(t["id"])
-                self.orders.trade_cursor[iid] = tid
-                if tid in seen:
-                    continue
                 cid = self.orders.by_venue_id.get(str(t.get("order")))
-                if cid is None:
-                    continue  # not an order of this namespace (reconciliation reports foreign orders)
-                seen.add(tid)
-                self._report("OrderFilled", fill_payload(t, iid, cid))
+                if tid not in seen and cid is not None:
+                    self._report("OrderFilled", fill_payload(t, iid, cid))
+                self.orders.trade_cursor[iid] = max_id(self.orders.trade_cursor.get(iid), tid)
+        self._release_settled()
+
+    def check_orders(self) -> list[dict[str, Any]]:
+        """Compare the venue's open orders with the log's: an order of ours gone from the venue is looked up and
+        its end recorded (canceled or expired by the venue; filled: its fills come from the trade history); an
+        order with this namespace's id that the log does not hold is a blocking mismatch; anyone else's order is
+        reported once as external. Returns the mismatches found."""
+        mismatches: list[dict[str, Any]] = []
+        for iid, symbol in sorted(self.symbols.items()):
+            try:
+                venue_open = self.exchange.fetch_open_orders(symbol)
+            except Exception:  # noqa: BLE001 - no answer, no evidence: the next check tries again
+                continue
+            at_venue = set()
+            for o in venue_open:
+                cid = client_id_of(o)
+                at_venue.add(cid)
+                if cid in self.orders.instrument:
+                    continue
+                ours = parse_client_order_id(cid or "")
+                if ours is not None and ours[0] == self.own_prefix:
+                    mismatches.append({"kind": "unknown_at_venue", "client_order_id": cid, "field": "order",
+                                       "local": None, "venue": str(o.get("id"))})
+                elif str(o.get("id")) not in self.foreign:
+                    self.foreign.add(str(o.get("id")))
+                    mismatches.append({"kind": "external_order", "client_order_id": cid, "field": "order",
+                                       "local": None, "venue": str(o.get("id"))})
+            for cid in sorted(c for c in self.orders.open if self.orders.instrument.get(c) == iid):
+                if cid in at_venue or cid in self.settling:
+                    continue
+                try:
+                    found = self.exchange.fetch_order(None, symbol, {"clientOrderId": cid, "origClientOrderId": cid})
+                except ccxt.OrderNotFound:
+                    mismatches.append({"kind": "missing_at_venue", "client_order_id": cid, "field": "status",
+                                       "local": "ACCEPTED", "venue": None})
+                    continue
+                except Exception:  # noqa: BLE001
+                    continue
+                self._settle(iid, cid, found)
+        return mismatches
 
     def opening_balances(self) -> Report:
         """The venue's balances now, as a reported AccountState input."""
@@ -242,26 +313,58 @@ class CcxtVenue:
         except ccxt.NetworkError as e:
             raise VenueUnavailable(f"venue {self.name} is unreachable ({one_line(e, self.secrets)}); check the "
                                    "network or --sandbox-url") from None
-        return ("AccountState", balances_payload(balance, self.name), self.venue_time())
+        return ("AccountState", balances_payload(balance, self.name), self.venue_now())
 
     # ---- what the log says (recovery) --------------------------------------------------------------------------
 
     def learn(self, name: str, data: dict[str, Any], ts_init: int) -> None:
         """Fold one recorded event into what the adapter knows (venue ids, fills seen, sends in doubt)."""
-        cid = data.get("client_order_id")
         if name == "OrderSubmitted":
+            cid = data["client_order_id"]
             self.orders.instrument[cid] = data["instrument_id"]
+            self.orders.quantity[cid] = data["quantity"]
             self.in_doubt[cid] = InDoubt(data["instrument_id"], cid, ts_init)  # until the venue's answer is read
-        elif name in ("OrderAccepted", "OrderRejected", "OrderResolvedAbsent", "OrderCanceled", "OrderExpired"):
-            if data.get("venue_order_id"):
-                self.orders.by_venue_id[data["venue_order_id"]] = cid
-            self.in_doubt.pop(cid, None)
+        else:
+            self._fold(name, data)
+
+    def _fold(self, name: str, data: dict[str, Any]) -> None:
+        """One venue answer, recorded or just reported: the one rule for what it tells the adapter."""
+        cid = data.get("client_order_id")
+        if cid is None or name not in VENUE_ANSWERS:
+            return
+        if data.get("venue_order_id"):
+            self.orders.by_venue_id[data["venue_order_id"]] = cid
+        if name == "OrderOutcomeUnknown":
+            return
+        self.in_doubt.pop(cid, None)
+        if name == "OrderAccepted":
+            self.orders.open.add(cid)
         elif name == "OrderFilled":
             iid, tid = data["instrument_id"], data["trade_id"]
             self.orders.trades_seen.setdefault(iid, set()).add(tid)
-            if data.get("venue_order_id"):
-                self.orders.by_venue_id[data["venue_order_id"]] = cid
-            cur = self.orders.trade_cursor.get(iid)
-            if cur is None or (tid.isdigit() and cur.isdigit() and int(tid) > int(cur)):
-                self.orders.trade_cursor[iid] = tid
-            self.in_doubt.pop(cid, None)
+            self.orders.trade_cursor[iid] = max_id(self.orders.trade_cursor.get(iid), tid)
+            filled = self.orders.filled[cid] = self.orders.filled.get(cid, ZERO) + data["last_quantity"]
+            if filled >= self.orders.quantity.get(cid, filled):
+                self.orders.open.discard(cid)
+            else:
+                self.orders.open.add(cid)
+        elif name != "OrderCancelRejected":  # rejected, absent, canceled, expired: the order is over
+            self.orders.open.discard(cid)
+            self.settling.pop(cid, None)
+
+
+VENUE_ANSWERS = frozenset({"OrderAccepted", "OrderRejected", "OrderResolvedAbsent", "OrderCanceled", "OrderExpired",
+                           "OrderFilled", "OrderCancelRejected", "OrderOutcomeUnknown"})
+
+
+def max_id(current: str | None, trade_id: str) -> str:
+    """The later of two venue trade ids (numeric where both are; otherwise the newest one read)."""
+    if current is not None and current.isdigit() and trade_id.isdigit() and int(current) > int(trade_id):
+        return current
+    return trade_id
+
+
+def client_id_of(order: dict[str, Any]) -> str | None:
+    """The client order id of a ccxt order structure (unified field, else the venue's raw one)."""
+    info = order.get("info") or {}
+    return order.get("clientOrderId") or info.get("clientOrderId") or info.get("origClientOrderId")

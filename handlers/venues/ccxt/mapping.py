@@ -54,10 +54,10 @@ def order_params(order: dict[str, Any]) -> tuple[str, str, Decimal, Decimal | No
     travels in params as ccxt's unified `clientOrderId` (ccxt renames it per venue)."""
     params: dict[str, Any] = {"clientOrderId": order["client_order_id"]}
     tif = order.get("time_in_force") or "GTC"
-    if order["order_type"] == "LIMIT" and tif in ("IOC", "FOK", "GTC"):
-        params["timeInForce"] = tif
     if order.get("post_only"):
-        params["postOnly"] = True
+        params["postOnly"] = True  # Binance spot: a LIMIT_MAKER, which takes no timeInForce
+    elif order["order_type"] == "LIMIT" and tif in ("IOC", "FOK", "GTC"):
+        params["timeInForce"] = tif
     if order.get("reduce_only"):
         params["reduceOnly"] = True
     if order.get("trigger_price") is not None:

@@ -228,3 +228,26 @@ def test_external_order_and_fills_while_the_client_is_down(sb):
     assert back.fetch_order(None, SYM, {"clientOrderId": "down-1"})["status"] == "closed"
     (t,) = back.fetch_my_trades(SYM, params={"orderId": o["id"]})
     assert t["takerOrMaker"] == "maker" and t["price"] == round(last + 5, 2)
+
+
+def test_post_only_is_a_limit_maker_that_rests_and_is_refused_when_it_would_take(sb):
+    """ccxt sends postOnly as Binance's LIMIT_MAKER (no timeInForce): it rests, fills only as maker, and an order
+    at or through the other side's best price is refused with -2010, which ccxt raises as an InvalidOrder."""
+    ex = sb.ccxt()
+    sb.step(1)
+    last = Decimal(str(sb.state()["lastPrices"]["BTCUSDT"]))
+    o = ex.create_order(SYM, "limit", "buy", 0.01, float(last - 1), {"clientOrderId": "pm-1", "postOnly": True})
+    assert o["status"] == "open" and o["info"]["type"] == "LIMIT_MAKER" and o["postOnly"] is True
+    with pytest.raises(ccxt.InvalidOrder, match="would immediately match"):
+        ex.create_order(SYM, "limit", "buy", 0.01, float(last + Decimal("0.01")), {"postOnly": True})
+    with pytest.raises(ccxt.InvalidOrder, match="would immediately match"):
+        ex.create_order(SYM, "limit", "sell", 0.01, float(last - Decimal("0.01")), {"postOnly": True})
+    ex.cancel_order(o["id"], SYM)
+
+
+def test_the_clock_endpoint_tells_market_time_at_the_replays_speed(sb):
+    clock = sb.get("/sandbox/clock")
+    assert clock["speed"] == 0 and clock["marketTime"] == clock["marketTimeNs"] // 1_000_000
+    assert clock["marketTime"] == sb.state()["marketTime"]
+    moved = sb.step(2)["marketTime"]
+    assert sb.get("/sandbox/clock")["marketTime"] == moved > clock["marketTime"]

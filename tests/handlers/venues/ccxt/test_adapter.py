@@ -74,7 +74,22 @@ class StubExchange:
         return [dict(t) for t in self.trades if int(t["id"]) >= start]
 
     def cancel_order(self, oid, symbol, params):
+        for o in self.orders.values():
+            if o["clientOrderId"] == params["clientOrderId"] and o["status"] == "open":
+                o["status"] = "canceled"
+                return dict(o)
         raise ccxt.OrderNotFound("binance -2011 Unknown order sent.")
+
+    def fetch_open_orders(self, symbol):
+        return [dict(o) for o in self.orders.values() if o["status"] == "open"]
+
+    def trade(self, vid: str, amount: float) -> None:
+        """A fill of a resting order at the venue (the adapter learns of it from the trade history)."""
+        o = self.orders[vid]
+        o["filled"] = o.get("filled", 0) + amount
+        self.trades.append({"id": str(len(self.trades) + 100), "order": vid, "side": "buy", "price": 99.5,
+                            "amount": amount, "fee": {"cost": 0.01, "currency": "USDT"}, "takerOrMaker": "maker",
+                            "info": {}})
 
 
 def order(cid: str) -> dict:
@@ -188,3 +203,48 @@ def test_secrets_never_reach_a_report():
     ex.create_order = leak
     (unknown,) = send(v, "c1")
     assert "s3cret" not in repr(unknown) and "***" in unknown[1]["error"]
+
+
+def resting(v: CcxtVenue, ex: StubExchange, cid: str) -> str:
+    """A limit order accepted and resting at the venue; returns its venue id."""
+    ex.fill_on_accept = False
+    assert [r[0] for r in send(v, cid)] == ["OrderAccepted"]
+    return next(vid for vid, o in ex.orders.items() if o["clientOrderId"] == cid)
+
+
+def test_a_cancel_is_recorded_after_the_fills_the_venue_counted_before_it():
+    """The venue canceled an order that had a fill the log does not hold yet: the fill comes first, then the
+    cancel, so the order state machine never sees a fill after the order ended."""
+    ex, clock = StubExchange(), Clock()
+    v = venue(ex, clock)
+    vid = resting(v, ex, "c1")
+    ex.trade(vid, 0.2)
+    v.cancel(IID, "c1", 0)
+    v.after_commit()
+    assert v.drain() == [] and "c1" in v.settling  # the cancel's answer says filled 0.2; the log has 0
+    v.poll_fills()
+    assert [r[0] for r in v.drain()] == ["OrderFilled", "OrderCanceled"]
+
+
+def test_the_order_check_records_what_the_venue_did_while_nobody_looked():
+    ex, clock = StubExchange(), Clock()
+    v = CcxtVenue("BINANCE", ex, {IID: SYMBOL}, clock=clock, own_prefix="tabc123")
+    vid = resting(v, ex, "c1")
+    ex.orders[vid]["status"] = "expired"  # the venue ended it
+    ex.orders["90"] = {"id": "90", "clientOrderId": "web_x", "status": "open", "symbol": SYMBOL}  # someone else's
+    ex.orders["91"] = {"id": "91", "clientOrderId": "tabc123-77", "status": "open", "symbol": SYMBOL}  # ours, unlogged
+    found = v.check_orders()
+    assert [r[0] for r in v.drain()] == ["OrderExpired"] and not v.orders.open
+    assert sorted((m["kind"], m["venue"]) for m in found) == [("external_order", "90"), ("unknown_at_venue", "91")]
+    again = v.check_orders()
+    assert [m["kind"] for m in again] == ["unknown_at_venue"] and v.drain() == []  # an external order is told once
+
+
+def test_balances_differ_exactly_or_not_at_all():
+    from handlers.venues.ccxt.reconcile import balance_mismatches, blocking
+
+    reported = {"balances": [{"currency": "USDT", "total": Decimal("100.10")},
+                             {"currency": "BTC", "total": Decimal("0.5")}]}
+    assert balance_mismatches({"USDT": Decimal("100.1"), "BTC": Decimal("0.50")}, reported) == []
+    (m,) = balance_mismatches({"USDT": Decimal("100.1"), "BTC": Decimal("0.49999")}, reported)
+    assert (m["field"], m["local"], m["venue"]) == ("balance.BTC.total", "0.49999", "0.5") and blocking([m]) == [m]
