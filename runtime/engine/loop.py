@@ -38,8 +38,9 @@ class Engine:
 
     def __init__(self, *, writer: Writer, state: State, strategy_cls: type[Strategy], params: Any, risk: Risk,
                  queue: Queue, venue: Venue, strategy_id: str, record_inputs: bool, group: int = 1,
-                 snapshot_every: int = 0):
+                 snapshot_every: int = 0, clock: Callable[[], int] | None = None):
         self.writer = writer
+        self.clock = clock  # live: ts_init is when the runtime made or received the event; else its event time
         self.namespace = writer.namespace
         self.state = state
         self.risk = risk
@@ -80,7 +81,8 @@ class Engine:
         key = payload.get("instrument_id") or payload.get("venue") or ""
         if correlation_id is None:
             correlation_id = payload.get("client_order_id")
-        self._step.append(Draft(name, payload, ts, key, source, self._cause, correlation_id, self.now))
+        ts_init = self.clock() if self.clock is not None else self.now
+        self._step.append(Draft(name, payload, ts, key, source, self._cause, correlation_id, ts_init))
         self.state.apply(name, payload, ts)
         if ts > self.max_ts:
             self.max_ts = ts

@@ -167,7 +167,7 @@ class LiveNode:
         return Engine(writer=writer, state=state, strategy_cls=self.strategy_cls, params=self.params,
                       risk=RiskEngine(spec.risk), queue=OutboundQueue(replace(spec.queue, venue=spec.venue_name)),
                       venue=venue, strategy_id=self.strategy_cls.name, record_inputs=True, group=1,
-                      snapshot_every=spec.snapshot_every)
+                      snapshot_every=spec.snapshot_every, clock=self.clock)
 
     def _recover(self) -> Engine:
         ns = self.spec.namespace

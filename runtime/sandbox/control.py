@@ -7,6 +7,7 @@
                                   of them; {"fault": "ws_close"|"ws_stall", "now": true, "target", "arg"} acts at
                                   once; {"clear": true | KIND}; {"clock_offset_ms": N}
     POST /sandbox/step            {"events": N}: release the next N source events (speed 0 only)
+    POST /sandbox/speed           {"speed": X}: replay at X from now on (0 pauses; a number > 0; "max")
     POST /sandbox/external_order  {"symbol", "side", "type", "quantity", "price"?, "timeInForce"?,
                                   "clientOrderId"?}: an order on the account placed by someone else (web_… id)
     POST /sandbox/deposit         {"asset", "amount"}: a balance change from outside trading
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from runtime.sandbox.book import OrderRequest, Reject
+from runtime.sandbox.config import SandboxError, parse_speed
 from runtime.sandbox.faults import FaultSpecError, canonical_kind, rules_from_json
 from runtime.sandbox.wire import WireError, num, order_view, reject_error, trade_view
 from schemas.decimals import exact_text
@@ -40,7 +42,7 @@ class Control:
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/sandbox/clock", self.clock), web.get("/sandbox/state", self.state),
                 web.post("/sandbox/faults", self.faults),
-                web.post("/sandbox/step", self.step), web.post("/sandbox/external_order", self.external_order),
+                web.post("/sandbox/step", self.step), web.post("/sandbox/speed", self.speed), web.post("/sandbox/external_order", self.external_order),
                 web.post("/sandbox/deposit", self.deposit)]
 
     async def clock(self, request: web.Request) -> web.Response:
@@ -109,6 +111,15 @@ class Control:
             return _error(WireError(400, -1, "send {\"events\": N} with N a whole number >= 0"))
         released = v.step(max(0, events))
         return _json({"released": released, "marketTime": v.clock.market_ms(), "exhausted": v.market.exhausted})
+
+    async def speed(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        try:
+            value = parse_speed(str((body or {})["speed"]))
+        except (KeyError, TypeError, AttributeError, SandboxError) as e:
+            return _error(WireError(400, -1, f"send {{\"speed\": X}} with X >= 0 or \"max\" ({e})"))
+        self.venue.clock.set_speed(value)
+        return _json({"speed": _speed(value), "marketTime": self.venue.clock.market_ms()})
 
     async def external_order(self, request: web.Request) -> web.Response:
         body = await _body(request)

@@ -263,6 +263,14 @@ class VenueClock:
         self.stepped_ns = ns
         self.start = self.monotonic()
 
+    def set_speed(self, speed: float) -> None:
+        """Change the replay's speed from now on (0 pauses it: then it moves only when stepped)."""
+        now = self.market_ns()
+        if self.anchor_ns is not None:
+            self.anchor_ns = self.stepped_ns = now
+        self.start = self.monotonic()
+        self.speed = speed
+
     def market_ns(self) -> int:
         """Now in market time: where the replay stands."""
         if self.anchor_ns is None:

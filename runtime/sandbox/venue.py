@@ -57,16 +57,19 @@ class Venue:
         return self.market.released - before
 
     async def pump(self) -> None:
-        """Move the market with time: paced by the speed, as fast as possible (max), or not at all (0)."""
-        speed = self.clock.speed
-        if speed == 0:
-            return
-        if speed == math.inf:
-            while not self.market.exhausted:
+        """Move the market with time: paced by the speed, as fast as possible (max), or not at all (0); the speed
+        is read every turn, so a change at run time (POST /sandbox/speed) takes effect at once."""
+        while True:
+            speed = self.clock.speed
+            if speed == 0:
+                await asyncio.sleep(PUMP_TICK_S)
+                continue
+            if speed == math.inf:
+                if self.market.exhausted:
+                    return
                 self.release(self.market.step(FAST_BATCH))
                 await asyncio.sleep(0)
-            return
-        while True:
+                continue
             self.release(self.market.due())
             nxt = self.market.next_time_ns()
             if nxt is None:

@@ -220,6 +220,7 @@ class CcxtVenue:
     def resolve(self) -> None:
         """Look every in-doubt order up by client order id; past the visibility window, with no order and no trade,
         it is absent (a terminal verdict that only evidence, never a timeout alone, gives)."""
+        history: dict[str, list[dict[str, Any]] | None] = {}  # instrument → its recent trades, read once a pass
         for cid, doubt in list(self.in_doubt.items()):
             try:
                 found = self.exchange.fetch_order(None, self.symbols[doubt.instrument_id],
@@ -227,7 +228,11 @@ class CcxtVenue:
             except ccxt.OrderNotFound:
                 doubt.lookups += 1
                 age = self.clock() - doubt.since_ns
-                if age >= self.visibility_window_ns and not self._traded(doubt.instrument_id, cid):
+                if age < self.visibility_window_ns:
+                    continue
+                if doubt.instrument_id not in history:
+                    history[doubt.instrument_id] = self._recent_trades(doubt.instrument_id)
+                if not self._traded(history[doubt.instrument_id], cid):
                     del self.in_doubt[cid]
                     self._report("OrderResolvedAbsent", {"instrument_id": doubt.instrument_id, "client_order_id": cid,
                                                          "venue": self.name, "lookups": doubt.lookups,
@@ -237,11 +242,17 @@ class CcxtVenue:
                 continue
             self._accepted(doubt.instrument_id, cid, found)
 
-    def _traded(self, iid: str, cid: str) -> bool:
-        """True when the venue's trade history holds a fill of this order (it exists, whatever the lookup says)."""
+    def _recent_trades(self, iid: str) -> list[dict[str, Any]] | None:
+        """The venue's latest trades of an instrument; None when it does not answer (no evidence either way)."""
         try:
-            trades = self.exchange.fetch_my_trades(self.symbols[iid], None, 1000)
-        except Exception:  # noqa: BLE001 - no evidence either way: not absent yet
+            return self.exchange.fetch_my_trades(self.symbols[iid], None, 1000)
+        except Exception:  # noqa: BLE001
+            return None
+
+    def _traded(self, trades: list[dict[str, Any]] | None, cid: str) -> bool:
+        """True when the venue's trade history holds a fill of this order (it exists, whatever the lookup says),
+        or could not be read."""
+        if trades is None:
             return True
         return any(self.orders.by_venue_id.get(str(t.get("order"))) == cid or
                    (t.get("info") or {}).get("clientOrderId") == cid for t in trades)
@@ -334,7 +345,7 @@ class CcxtVenue:
             return
         if data.get("venue_order_id"):
             self.orders.by_venue_id[data["venue_order_id"]] = cid
-        if name == "OrderOutcomeUnknown":
+        if name in ("OrderOutcomeUnknown", "OrderCancelRejected"):  # neither says whether the order is there
             return
         self.in_doubt.pop(cid, None)
         if name == "OrderAccepted":
@@ -348,7 +359,7 @@ class CcxtVenue:
                 self.orders.open.discard(cid)
             else:
                 self.orders.open.add(cid)
-        elif name != "OrderCancelRejected":  # rejected, absent, canceled, expired: the order is over
+        else:  # rejected, absent, canceled, expired: the order is over
             self.orders.open.discard(cid)
             self.settling.pop(cid, None)
 

@@ -251,3 +251,19 @@ def test_the_clock_endpoint_tells_market_time_at_the_replays_speed(sb):
     assert clock["marketTime"] == sb.state()["marketTime"]
     moved = sb.step(2)["marketTime"]
     assert sb.get("/sandbox/clock")["marketTime"] == moved > clock["marketTime"]
+
+
+def test_the_speed_changes_at_run_time_and_zero_pauses(sb):
+    start = sb.get("/sandbox/clock")["marketTimeNs"]
+    try:
+        assert sb.post("/sandbox/speed", {"speed": 600})["speed"] == 600
+        time.sleep(0.6)
+        moved = sb.get("/sandbox/clock")["marketTimeNs"]
+        assert moved - start >= 200 * 10**9  # 600 market seconds per wall second, with slack for a busy machine
+    finally:
+        sb.post("/sandbox/speed", {"speed": 0})
+    paused = sb.get("/sandbox/clock")["marketTimeNs"]
+    time.sleep(0.3)
+    assert sb.get("/sandbox/clock")["marketTimeNs"] == paused
+    with pytest.raises(Exception, match="400"):
+        sb.post("/sandbox/speed", {"speed": "-1"})

@@ -248,3 +248,18 @@ def test_balances_differ_exactly_or_not_at_all():
     assert balance_mismatches({"USDT": Decimal("100.1"), "BTC": Decimal("0.50")}, reported) == []
     (m,) = balance_mismatches({"USDT": Decimal("100.1"), "BTC": Decimal("0.49999")}, reported)
     assert (m["field"], m["local"], m["venue"]) == ("balance.BTC.total", "0.49999", "0.5") and blocking([m]) == [m]
+
+
+def test_a_refused_cancel_of_an_order_in_doubt_leaves_it_in_doubt():
+    """The strategy cancels an order whose send has no known outcome; the venue does not know it (-2011). That
+    says nothing about the order: it stays in doubt until the lookup settles it."""
+    ex, clock = StubExchange(), Clock()
+    ex.faults = ["timeout_before"]
+    v = venue(ex, clock)
+    send(v, "c1")
+    v.cancel(IID, "c1", 0)
+    v.after_commit()
+    assert [r[0] for r in v.drain()] == ["OrderCancelRejected"] and "c1" in v.in_doubt
+    v.learn("OrderSubmitted", order("c2"), clock.ns)
+    v.learn("OrderCancelRejected", {"client_order_id": "c2", "instrument_id": IID}, clock.ns)
+    assert "c2" in v.in_doubt  # the same when recovery reads it from the log
