@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from killkit import NAMESPACE, Live, Sandbox, failpoint, folded, kill_series, log_events, verdict
-from sandboxkit import write_history
+from sandboxkit import KEY, SECRET, write_history
 
 from schemas.ids import order_id_prefix
 
@@ -52,7 +52,14 @@ def check(sb: Sandbox, live: Live, again: list[str]) -> Any:
     assert v.broken() == {}, (v.broken(), v.details)
     assert again == (QUIET if not live.paper else ["RunStarted", "RunStopped"]), again
     assert sb.errors() == ""
+    assert leaked(live) == []
     return v
+
+
+def leaked(live: Live) -> list[str]:
+    """Files of the store holding the API key or secret the sessions ran with (every byte read)."""
+    return [str(f) for f in live.store.rglob("*") if f.is_file() and (KEY.encode() in f.read_bytes() or
+                                                                      SECRET.encode() in f.read_bytes())]
 
 
 @pytest.mark.parametrize("strategy, rounds, seed", [("sma_cross", 40, 11), ("market_maker", 35, 12)])
