@@ -12,7 +12,10 @@ for sure (OrderRejected with the reason), or unknown (OrderOutcomeUnknown): the 
 in-doubt set and `resolve` looks it up by client order id until it is found (OrderAccepted, or the terminal status
 the venue reports) or, once the venue's visibility window has passed with no order and no trade for it, it is
 OrderResolvedAbsent. Fills always come from the venue's trade history (`poll_fills`, a trade-id cursor per
-instrument, deduplicated by trade id), the source of truth whatever the order answers said.
+instrument, deduplicated by trade id), the source of truth whatever the order answers said. `check_orders`
+compares the venue's open orders with the log's (what the venue ended while nobody looked, orders that are not
+ours); a cancel or expiry is reported only after every fill the venue counted before it (`settling`), so the
+order state machine never sees a fill after an order ended.
 
 ccxt's own retries stay off for order endpoints (a transport retry of a POST is the double-order bug); its rate
 limiter stays on. Credentials are given to ccxt and nowhere else: no event, error text or log line holds them.
