@@ -112,7 +112,8 @@ class LiveNode:
                             history=spec.history_bars)
         self.session = Session(spec.namespace)
         self._next_check = 0.0
-        self._balances_checked = 0
+        # a signed request before anything is written: refused credentials leave no half-started session
+        self._opening = None if spec.paper else self.adapter.balances()
         self.writer = log.writer(spec.namespace, clock=clock)  # the lock: a second session is refused here
         try:
             self.engine = self._recover()
@@ -150,8 +151,8 @@ class LiveNode:
                             "namespace; choose another --namespace")
         mode = "PAPER" if self.spec.paper else "LIVE"
         if first["mode"] != mode:
-            raise LiveError(f"namespace {self.spec.namespace} was written by a {first['mode'].lower()} run; a {mode.lower()} "
-                            "session needs a namespace of its own")
+            raise LiveError(f"namespace {self.spec.namespace} was written by a {first['mode'].lower()} run; a "
+                            f"{mode.lower()} session needs a namespace of its own")
         same = (first["strategy"], dict(first["params"]), first["config"]) == (
             self.spec.strategy, params_as_strings(self.params), canonical_json(self.spec.configs()))
         if not same:
@@ -212,8 +213,8 @@ class LiveNode:
                 self._input("InstrumentDefined", payload, now, "feed")
         engine.start(max(now, engine.now), started, open_venue=self._first_session)
         if not spec.paper:
-            if self._first_session:
-                self._input(*self.adapter.opening_balances(), source="report")
+            if self._first_session and self._opening is not None:
+                self._input(*self._opening, source="report")
             self.reconcile()
 
     def reconcile(self) -> list[dict[str, Any]]:
@@ -227,42 +228,52 @@ class LiveNode:
         mismatches = adapter.check_orders()
         adapter.poll_fills()
         names = self._pump()
-        balances, found = self._compare_balances()
+        balances, found, checked = self._compare_balances(self._opening)
+        self._opening = None
         names += balances
         mismatches += found
         self.session.resolved_in_doubt += doubted - len(adapter.in_doubt)
         mismatches += [{"kind": "order_status", "client_order_id": d.client_order_id, "field": "status",
                         "local": "SUBMITTED", "venue": None} for d in adapter.in_doubt.values()]
-        stop = blocking(mismatches)
-        self._input("ReconciliationReport", {
-            "venue": self.spec.venue_name, "orders_checked": doubted + len(adapter.orders.open),
-            "fills_checked": names.count("OrderFilled"), "balances_checked": self._balances_checked,
-            "mismatches": mismatches, "resolved": not stop and not adapter.in_doubt}, self.venue_clock.now(), "report")
-        if stop and self.engine.state.risk.trading_state != "HALTED":
-            self._input("TradingStateChanged", {"state": "HALTED", "previous": self.engine.state.risk.trading_state,
-                                                "reason": halt_reason(stop), "incident_id": None},
-                        self.venue_clock.now(), "report")
+        self._record_check(mismatches, orders=doubted + len(adapter.orders.open), fills=names.count("OrderFilled"),
+                           balances=checked)
         return mismatches
 
-    def _compare_balances(self, attempts: int = 3) -> tuple[list[str], list[dict[str, Any]]]:
+    def _record_check(self, mismatches: list[dict[str, Any]], *, orders: int, fills: int, balances: int) -> None:
+        """A ReconciliationReport of what a check compared and found; trading halted when something found means
+        the log no longer describes the account (the same rule at startup and in the loop)."""
+        stop = blocking(mismatches)
+        self._input("ReconciliationReport", {
+            "venue": self.spec.venue_name, "orders_checked": orders, "fills_checked": fills,
+            "balances_checked": balances, "mismatches": mismatches,
+            "resolved": not stop and not self.adapter.in_doubt}, self.venue_clock.now(), "report")
+        trading = self.engine.state.risk.trading_state
+        if stop and trading != "HALTED":
+            self._input("TradingStateChanged", {"state": "HALTED", "previous": trading, "reason": halt_reason(stop),
+                                                "incident_id": None}, self.venue_clock.now(), "report")
+
+    def _compare_balances(self, first: Any = None, attempts: int = 3) -> tuple[list[str], list[dict[str, Any]], int]:
         """The venue's balances against the log's, read when no new fill arrives around the read (a fill the
-        trade history does not show yet would read as a difference: read again, up to `attempts` times)."""
+        trade history does not show yet would read as a difference: read again, up to `attempts` times). `first`:
+        a read already made (the session's credential check; account reads are costly in the venue's rate limit).
+        Returns the reports it fed in, the differences, and how many currencies were compared."""
         names: list[str] = []
         found: list[dict[str, Any]] = []
-        self._balances_checked = 0
-        for attempt in range(attempts):
-            _, reported, _ = self.adapter.opening_balances()
+        checked = 0
+        for _ in range(attempts):
+            _, reported, _ = first if first is not None else self.adapter.balances()
+            first = None
             self.adapter.poll_fills()
             fresh = self._pump()
             names += fresh
             if "OrderFilled" in fresh:
                 continue
             found = balance_mismatches(self.engine.state.portfolio.balances, reported)
-            self._balances_checked = len(reported["balances"])
+            checked = len(reported["balances"])
             if not found:
                 break
             time.sleep(0.5)
-        return names, found
+        return names, found, checked
 
     # ---- the loop --------------------------------------------------------------------------------------------
 
@@ -298,10 +309,7 @@ class LiveNode:
                 self.adapter.poll_fills()
                 if found:
                     self._pump()
-                    self._input("ReconciliationReport", {
-                        "venue": self.spec.venue_name, "orders_checked": len(self.adapter.orders.open),
-                        "fills_checked": 0, "balances_checked": 0, "mismatches": found,
-                        "resolved": not blocking(found)}, self.venue_clock.now(), "report")
+                    self._record_check(found, orders=len(self.adapter.orders.open), fills=0, balances=0)
             self._pump()
 
     def run(self, stop: Callable[[], bool], *, max_seconds: float | None = None) -> Session:

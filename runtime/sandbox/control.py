@@ -41,8 +41,8 @@ class Control:
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/sandbox/clock", self.clock), web.get("/sandbox/state", self.state),
-                web.post("/sandbox/faults", self.faults),
-                web.post("/sandbox/step", self.step), web.post("/sandbox/speed", self.speed), web.post("/sandbox/external_order", self.external_order),
+                web.post("/sandbox/faults", self.faults), web.post("/sandbox/step", self.step),
+                web.post("/sandbox/speed", self.speed), web.post("/sandbox/external_order", self.external_order),
                 web.post("/sandbox/deposit", self.deposit)]
 
     async def clock(self, request: web.Request) -> web.Response:

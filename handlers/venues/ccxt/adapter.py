@@ -100,6 +100,7 @@ class CcxtVenue:
         self.in_doubt: dict[str, InDoubt] = {}
         self.settling: dict[str, Terminal] = {}  # client order id → its terminal report, waiting for fills
         self.foreign: set[str] = set()  # venue order ids of orders this namespace did not place, reported once
+        self.cancels: set[str] = set()  # client order ids whose released cancel has no answer in the log yet
         self.reports: list[Report] = []
         self._outbox: list[tuple[str, dict[str, Any]]] = []  # ("submit", order) | ("cancel", {iid, cid})
         self.sending = True  # False while the engine replays the log: nothing leaves the process
@@ -107,7 +108,7 @@ class CcxtVenue:
     # ---- the engine's calls (inside a step: record, never send) ----------------------------------------------
 
     def start(self, now: int) -> list[Any]:
-        """The venue's opening state enters as an input (`opening_balances`), not as the engine's own event."""
+        """The venue's opening state enters as an input (`balances`), not as the engine's own event."""
         return []
 
     def on_market(self, name: str, data: dict[str, Any], ts: int) -> list[Any]:
@@ -121,6 +122,7 @@ class CcxtVenue:
         return []
 
     def cancel(self, instrument_id: str, client_order_id: str, now: int) -> list[Any]:
+        self.cancels.add(client_order_id)  # unanswered until the venue's answer (or the order check's) is folded
         if self.sending:
             self._outbox.append(("cancel", {"instrument_id": instrument_id, "client_order_id": client_order_id}))
         return []
@@ -191,7 +193,7 @@ class CcxtVenue:
         payload: dict[str, Any] = {"instrument_id": iid, "client_order_id": cid, "venue_order_id": voi}
         if name == "OrderCanceled":
             payload["reason"] = reason
-        if cid not in self.orders.open and cid not in self.orders.instrument:
+        if cid not in self.orders.instrument:  # not an order of this namespace
             return
         self.settling[cid] = Terminal(name, payload, dec(answer.get("filled")) or ZERO)
         self._release_settled()
@@ -305,6 +307,10 @@ class CcxtVenue:
                     mismatches.append({"kind": "external_order", "client_order_id": cid, "field": "order",
                                        "local": None, "venue": str(o.get("id"))})
             for cid in sorted(c for c in self.orders.open if self.orders.instrument.get(c) == iid):
+                if cid in at_venue and cid in self.cancels:  # a cancel lost (or never sent: a crash) left it open
+                    self._report("OrderCancelRejected", {"instrument_id": iid, "client_order_id": cid,
+                                                         "venue_order_id": None,
+                                                         "reason": "cancel not taken: the order is open at the venue"})
                 if cid in at_venue or cid in self.settling:
                     continue
                 try:
@@ -318,8 +324,9 @@ class CcxtVenue:
                 self._settle(iid, cid, found)
         return mismatches
 
-    def opening_balances(self) -> Report:
-        """The venue's balances now, as a reported AccountState input."""
+    def balances(self) -> Report:
+        """The venue's balances now, as a reported AccountState input (the opening state, or what a check
+        compares)."""
         try:
             balance = self.exchange.fetch_balance()
         except ccxt.AuthenticationError as e:
@@ -348,7 +355,10 @@ class CcxtVenue:
             return
         if data.get("venue_order_id"):
             self.orders.by_venue_id[data["venue_order_id"]] = cid
-        if name in ("OrderOutcomeUnknown", "OrderCancelRejected"):  # neither says whether the order is there
+        if name == "OrderCancelRejected":
+            self.cancels.discard(cid)  # the cancel is answered; it says nothing of whether the order is there
+            return
+        if name == "OrderOutcomeUnknown":
             return
         self.in_doubt.pop(cid, None)
         if name == "OrderAccepted":
@@ -360,11 +370,13 @@ class CcxtVenue:
             filled = self.orders.filled[cid] = self.orders.filled.get(cid, ZERO) + data["last_quantity"]
             if filled >= self.orders.quantity.get(cid, filled):
                 self.orders.open.discard(cid)
+                self.cancels.discard(cid)
             else:
                 self.orders.open.add(cid)
         else:  # rejected, absent, canceled, expired: the order is over
             self.orders.open.discard(cid)
             self.settling.pop(cid, None)
+            self.cancels.discard(cid)
 
 
 VENUE_ANSWERS = frozenset({"OrderAccepted", "OrderRejected", "OrderResolvedAbsent", "OrderCanceled", "OrderExpired",

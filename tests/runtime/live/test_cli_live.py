@@ -63,3 +63,23 @@ def test_a_backtest_namespace_is_not_a_live_one(tmp_path, env):
     assert tape(tmp_path, *bt, env=env).returncode == 0
     one_line_error(tape(tmp_path, *live("binance", "live-bt", "--paper"), env=env),
                    "was written by a backtest run")
+
+
+def test_a_symbol_the_venue_does_not_list_and_a_wrong_secret_against_the_sandbox(tmp_path, py_env):
+    """Against a real venue server (the sandbox): each a one-line error, exit 2, the secret never echoed, and
+    nothing written."""
+    import sys as _sys
+
+    _sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sandbox"))
+    from sandboxkit import Sandbox, write_history
+
+    write_history(tmp_path, "hist", bars=50)
+    with Sandbox(tmp_path, "hist") as sb:
+        ok = {**py_env, "TAPE_BINANCE_API_KEY": "sandbox-key", "TAPE_BINANCE_SECRET": "sandbox-secret"}
+        p = tape(tmp_path, *live("binance", "live-x", "--sandbox-url", sb.url), "--symbol", "DOGE/USDT", env=ok)
+        one_line_error(p, "lists no market 'DOGE/USDT'")
+        bad = {**ok, "TAPE_BINANCE_SECRET": "wrong-secret-visible-nowhere"}
+        p = tape(tmp_path, *live("binance", "live-x", "--sandbox-url", sb.url), env=bad)
+        one_line_error(p, "credentials refused")
+        assert "visible-nowhere" not in p.stderr + p.stdout
+    assert not (tmp_path / "live-x").exists()

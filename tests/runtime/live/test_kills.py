@@ -62,16 +62,17 @@ def leaked(live: Live) -> list[str]:
                                                                       SECRET.encode() in f.read_bytes())]
 
 
-@pytest.mark.parametrize("strategy, rounds, seed", [("sma_cross", 40, 11), ("market_maker", 35, 12)])
-def test_random_sigkills_under_venue_faults_lose_and_double_nothing(tmp_path, strategy, rounds, seed):
+# market_maker's orders mostly rest or are refused as post-only: fewer sends meet a dropped answer
+@pytest.mark.parametrize("strategy, rounds, seed, in_doubt", [("sma_cross", 40, 11, 3), ("market_maker", 35, 12, 1)])
+def test_random_sigkills_under_venue_faults_lose_and_double_nothing(tmp_path, strategy, rounds, seed, in_doubt):
     sb, live = sandbox(tmp_path, seed)
     live.strategy = strategy
     try:
-        series = kill_series(live, rounds, random.Random(seed), low=0.8, high=4.0)
+        series = kill_series(live, rounds, random.Random(seed), low=0.8, high=5.0)
         assert series.kills >= rounds - 2, series.exited  # sessions die by the kill, not by themselves
         print(f"{series.kills} SIGKILLs")
         v = check(sb, live, settle(sb, live))
-        assert v.orders >= 20 and v.fills >= 10 and v.unknown_outcomes >= 3, v  # the run really traded in doubt
+        assert v.orders >= 20 and v.fills >= 10 and v.unknown_outcomes >= in_doubt, v  # the run really traded in doubt
     finally:
         sb.stop()
 
@@ -131,7 +132,7 @@ def test_the_suite_catches_a_broken_recovery(tmp_path, variant, broken):
     faults = ("accept_then_drop:0.3" if variant == "resend" else "accept_then_drop:0.3,visibility_lag:0.6:1.5")
     sb, live = sandbox(tmp_path, 16, faults=faults)
     try:
-        kill_series(live, 8, random.Random(16), low=1.5, high=4.0, KT_VARIANT=variant)
+        kill_series(live, 10, random.Random(16), low=3.0, high=6.0, KT_VARIANT=variant)
         sb.clear_faults()
         sb.post("/sandbox/speed", {"speed": 0})
         live.run(2 * live.window_s + 2, KT_VARIANT=variant)

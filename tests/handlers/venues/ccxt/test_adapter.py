@@ -263,3 +263,24 @@ def test_a_refused_cancel_of_an_order_in_doubt_leaves_it_in_doubt():
     v.learn("OrderSubmitted", order("c2"), clock.ns)
     v.learn("OrderCancelRejected", {"client_order_id": "c2", "instrument_id": IID}, clock.ns)
     assert "c2" in v.in_doubt  # the same when recovery reads it from the log
+
+
+def test_a_cancel_with_no_answer_is_answered_by_the_order_check():
+    """A cancel whose answer was lost (or that a crash kept from leaving) would hold the outbound queue for ever:
+    the order check sees the order still open at the venue and answers the cancel as not taken."""
+    ex, clock = StubExchange(), Clock()
+    v = venue(ex, clock)
+    resting(v, ex, "c1")
+
+    def lost(*a):
+        raise ccxt.RequestTimeout("binance timed out")
+
+    ex.cancel_order = lost
+    v.cancel(IID, "c1", 0)
+    v.after_commit()
+    assert [r[0] for r in v.drain()] == ["OrderOutcomeUnknown"]
+    v.check_orders()
+    (answer,) = v.drain()
+    assert answer[0] == "OrderCancelRejected" and "open at the venue" in answer[1]["reason"]
+    v.check_orders()
+    assert v.drain() == []  # answered once
