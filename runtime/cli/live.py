@@ -19,19 +19,23 @@ from runtime.live.node import LiveError, LiveNode, LiveSpec
 from runtime.times import parse_timeframe
 
 
-def exchange_class(venue: str) -> type:
-    """The ccxt class of a venue id, or a one-line error naming the ids to use."""
+def exchange_class(venue: str, *, pro: bool = False) -> type:
+    """The ccxt class of a venue id (ccxt.pro's, for websockets), or a one-line error naming the ids to use."""
     import ccxt
+    import ccxt.pro
 
-    cls = getattr(ccxt, venue, None) if venue in ccxt.exchanges else None
-    if cls is None:
+    module = ccxt.pro if pro else ccxt
+    cls = getattr(module, venue, None) if venue in module.exchanges else None
+    if cls is None and not pro:
         raise LiveError(f"unknown venue {venue!r}: use a ccxt exchange id such as binance, bybit, okx, kraken")
+    if cls is None:
+        raise LiveError(f"venue {venue!r} has no websocket streams in ccxt.pro: run with --no-stream (REST polling)")
     return cls
 
 
-def exchange_for(venue: str, credentials: Credentials | None, sandbox_url: str | None) -> Any:
+def exchange_for(venue: str, credentials: Credentials | None, sandbox_url: str | None, *, pro: bool = False) -> Any:
     """The ccxt exchange object of a venue id: rate limiter on, ccxt's own retries off, pointed at a sandbox."""
-    cls = exchange_class(venue)
+    cls = exchange_class(venue, pro=pro)
     # spot markets only: no signed currency or margin catalogues at startup (live-runtime.md, infra.md §4)
     config: dict[str, Any] = {"enableRateLimit": True, "options": {
         "warnOnFetchOpenOrdersWithoutSymbol": False, "adjustForTimeDifference": True,
@@ -70,6 +74,8 @@ def live(
     credentials: Optional[Path] = typer.Option(None, "--credentials", metavar="FILE",
                                                help="TOML file with [venue] api_key/secret (else TAPE_<VENUE>_API_KEY)."),
     max_seconds: Optional[float] = typer.Option(None, "--max-seconds", metavar="S", help="Stop after S seconds."),
+    stream: bool = typer.Option(True, "--stream/--no-stream",
+                                help="Bars from the venue's websocket stream, REST as the fallback (or REST only)."),
 ) -> None:
     """Run the engine loop on a venue: startup is recovery and reconciliation; SIGINT/SIGTERM stop it cleanly."""
     limits, queue = risk_file(risk) if risk is not None else (RiskLimits(), QueueConfig())
@@ -81,6 +87,12 @@ def live(
     exchange_class(venue)
     creds = None if paper else load_credentials(venue, credentials)
     exchange = exchange_for(venue, creds, sandbox_url)
+    kline_stream = None
+    if stream:
+        from handlers.venues.ccxt.stream import KlineStream
+
+        # public market data: the streaming client holds no credentials
+        kline_stream = KlineStream(exchange_for(venue, None, sandbox_url, pro=True), list(spec.symbols), timeframe)
     stopping = [False]
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -94,8 +106,8 @@ def live(
 
         venue_clock = SandboxClock(sandbox_url)  # the replay's market time, not the wall clock
     node = LiveNode(cli_context(ctx).open(), spec, exchange, venue_clock=venue_clock,
-                    secrets=creds.values() if creds else ())
+                    secrets=creds.values() if creds else (), stream=kline_stream)
     s = node.run(lambda: stopping[0], max_seconds=max_seconds)
     sys.stdout.write(f"{s.namespace}: recovered {s.recovered_events:,} events ({s.recovered_inputs:,} inputs), "
-                     f"{s.inputs:,} inputs this session, {s.fills:,} fills, {s.resolved_in_doubt:,} sends in doubt "
-                     "resolved\n")
+                     f"{s.inputs:,} inputs this session ({s.bars_streamed:,} bars streamed, {s.bars_polled:,} polled), "
+                     f"{s.fills:,} fills, {s.resolved_in_doubt:,} sends in doubt resolved\n")

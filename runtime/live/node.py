@@ -66,6 +66,7 @@ class LiveSpec:
     visibility_window_ns: int = 30_000_000_000
     check_seconds: float = 5.0  # how often the loop compares the venue's open orders with the log's
     snapshot_every: int = SNAPSHOT_EVERY
+    stream_grace_seconds: float = 2.0  # a bar the stream has not closed this long after the clock did: read over REST
 
     @property
     def venue_name(self) -> str:
@@ -89,13 +90,15 @@ class Session:
     inputs: int = 0
     resolved_in_doubt: int = 0
     fills: int = 0
+    bars_streamed: int = 0
+    bars_polled: int = 0
 
 
 class LiveNode:
     """One live (or paper) session on one namespace of one store."""
 
     def __init__(self, log: Log, spec: LiveSpec, exchange: Any, *, clock: Callable[[], int] = time.time_ns,
-                 venue_clock: VenueClock | None = None, secrets: tuple[str, ...] = ()):
+                 venue_clock: VenueClock | None = None, secrets: tuple[str, ...] = (), stream: Any = None):
         if not spec.namespace.startswith("live-"):
             raise LiveError(f"namespace {spec.namespace!r}: a live namespace is named live-NAME (e.g. live-btc)")
         self.log, self.spec, self.exchange, self.clock = log, spec, exchange, clock
@@ -110,6 +113,8 @@ class LiveNode:
                                  own_prefix=order_id_prefix(spec.namespace))
         self.feed = BarFeed(exchange, self.symbols, spec.timeframe, spec.timeframe_ns, self.venue_clock.now,
                             history=spec.history_bars)
+        self.stream = stream  # a KlineStream (stream.py) or None: bars over REST only
+        self._due_since: dict[str, float] = {}  # instrument → when (monotonic) its next bar became due
         self.session = Session(spec.namespace)
         self._next_check = 0.0
         # a signed request before anything is written: refused credentials leave no half-started session
@@ -296,7 +301,7 @@ class LiveNode:
     def step(self) -> None:
         """One pass: new closed bars, then the venue's answers, fills and in-doubt lookups."""
         self.venue_clock.sync()
-        for name, payload, ts in self.feed.poll():
+        for name, payload, ts in self._bars():
             self._input(name, payload, ts, "feed")
             self._pump()
         if not self.spec.paper:
@@ -312,15 +317,48 @@ class LiveNode:
                     self._record_check(found, orders=len(self.adapter.orders.open), fills=0, balances=0)
             self._pump()
 
+    def _bars(self) -> list[tuple[str, dict[str, Any], int]]:
+        """New closed bars: the stream's while it is connected and continues the log, REST for the rest (all of it
+        while the stream is down; an instrument after a gap; a bar the stream has not closed within the grace)."""
+        stream, feed = self.stream, self.feed
+        if stream is None or not stream.connected():
+            self._due_since.clear()
+            bars = feed.poll()
+            self.session.bars_polled += len(bars)
+            return bars
+        streamed = stream.drain()
+        bars, gaps = feed.take(streamed)
+        self.session.bars_streamed += len(bars)
+        now = time.monotonic()
+        due = feed.due()
+        self._due_since = {iid: self._due_since.get(iid, now) for iid in due}
+        late = gaps | {iid for iid, since in self._due_since.items() if now - since >= self.spec.stream_grace_seconds}
+        if late:
+            polled = feed.poll(late)
+            self.session.bars_polled += len(polled)
+            more, _ = feed.take(streamed)  # what the stream held past the gap, now that REST closed it
+            self.session.bars_streamed += len(more)
+            bars += polled + more
+            for iid in late:
+                self._due_since.pop(iid, None)
+        return bars
+
     def run(self, stop: Callable[[], bool], *, max_seconds: float | None = None) -> Session:
         """Start, then step every poll interval until `stop()` (or max_seconds), then write RunStopped."""
+        if self.stream is not None:
+            self.stream.start(self.exchange.markets)
         self.start()
         began = time.monotonic()
         try:
             while not stop() and (max_seconds is None or time.monotonic() - began < max_seconds):
                 self.step()
-                time.sleep(self.spec.poll_seconds)
+                if self.stream is not None and self.stream.connected():
+                    self.stream.wait(self.spec.poll_seconds)  # a streamed bar wakes the loop at once
+                else:
+                    time.sleep(self.spec.poll_seconds)
         finally:
             self.engine.stop({"run_id": self.spec.namespace, "reason": "stopped" if stop() else "max runtime"})
             self.writer.close()
+            if self.stream is not None:
+                self.stream.stop()
         return self.session

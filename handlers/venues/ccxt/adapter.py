@@ -175,10 +175,27 @@ class CcxtVenue:
         voi = str(answer["id"]) if answer.get("id") is not None else None
         if voi is not None:
             self.orders.by_venue_id[voi] = cid
-        if self.in_doubt.pop(cid, None) is not None:
-            self.orders.trade_cursor.pop(iid, None)  # its fills may be behind the cursor: re-read, deduplicated
+        doubted = self.in_doubt.pop(cid, None) is not None
         self._report("OrderAccepted", {"instrument_id": iid, "client_order_id": cid, "venue_order_id": voi})
+        if doubted:
+            self._catch_up(iid, cid, answer)
         self._settle(iid, cid, answer)
+
+    def _catch_up(self, iid: str, cid: str, venue_order: dict[str, Any]) -> None:
+        """The venue counts more filled for an order than the log holds: read that order's own trades. Its fills
+        can be behind the trade cursor — it was in doubt (no venue id to tie its trades to) while later trades
+        were folded — and a cursor is rebuilt from the log after a crash, so only the order's id finds them."""
+        voi = venue_order.get("id")
+        if voi is None or (dec(venue_order.get("filled")) or ZERO) <= self.orders.filled.get(cid, ZERO):
+            return
+        try:
+            trades = self.exchange.fetch_my_trades(self.symbols[iid], None, 1000, {"orderId": voi})
+        except Exception:  # noqa: BLE001 - no answer: the next order check asks again
+            return
+        seen = self.orders.trades_seen.setdefault(iid, set())
+        for t in sorted(trades, key=lambda t: int(t["id"]) if str(t["id"]).isdigit() else 0):
+            if str(t["id"]) not in seen and str(t.get("order")) == str(voi):
+                self._report("OrderFilled", fill_payload(t, iid, cid))
 
     def _settle(self, iid: str, cid: str, answer: dict[str, Any]) -> None:
         """Record a venue status that ends the order without (all of) its fills: canceled or expired."""
@@ -297,6 +314,7 @@ class CcxtVenue:
                 cid = client_id_of(o)
                 at_venue.add(cid)
                 if cid in self.orders.instrument:
+                    self._catch_up(iid, cid, o)  # a partial fill behind the cursor, on an order still open
                     continue
                 ours = parse_client_order_id(cid or "")
                 if ours is not None and ours[0] == self.own_prefix:
@@ -321,6 +339,7 @@ class CcxtVenue:
                     continue
                 except Exception:  # noqa: BLE001
                     continue
+                self._catch_up(iid, cid, found)
                 self._settle(iid, cid, found)
         return mismatches
 

@@ -52,10 +52,13 @@ class SandboxClock:
         self.sync()
 
     def sync(self) -> None:
+        """Read the market time; once it has been read, a failed read keeps extrapolating (the next pass retries)."""
         try:
             with urllib.request.urlopen(self.url, timeout=5) as r:
                 body = json.loads(r.read())
         except (OSError, ValueError) as e:
+            if self.read_at:
+                return
             raise TapeError(f"sandbox venue at {self.url} is unreachable or tells no clock ({e}); start it with "
                             "`tape sandbox serve` and pass its URL to --sandbox-url") from None
         speed = body["speed"]

@@ -1,15 +1,17 @@
-"""Market data from a venue through ccxt, as input events: closed bars polled over REST.
+"""Market data from a venue through ccxt, as input events: closed bars, streamed (ccxt.pro) or polled over REST.
 
 A bar enters the log once, when it is closed (a later bar exists, or its open time + timeframe is at or before the
 venue's clock as the runtime estimates it), with
 ts_event = its close time (as `tape ingest` writes history) and the venue's prices as exact decimals. The cursor is
 the open time of the last bar recorded per instrument, rebuilt from the log on restart (`learn`), so a restart
-neither skips nor repeats a bar. Websocket streams (ccxt.pro) are the next step; REST polling is the fallback they
-will keep.
+neither skips nor repeats a bar. A streamed bar (stream.py) is taken only when it continues the cursor; a gap (the
+stream's first bars, a reconnect, a dropped frame) or a bar overdue in the venue's time is read over REST instead,
+so both paths record the same bars.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from handlers.venues.ccxt.mapping import dec
 
@@ -28,6 +30,8 @@ class BarFeed:
         self.venue_time = venue_time
         self.history = history  # bars before now to start from when the log has none (warm-up)
         self.last_open: dict[str, int] = {}  # instrument → open time (ns) of the last bar recorded
+        self.failures = 0  # REST reads that got no answer (the venue down, a 5xx, a 429/418)
+        self.last_error = ""
 
     def learn(self, name: str, data: dict[str, Any]) -> None:
         """Fold a recorded event: the last bar per instrument is where the feed resumes."""
@@ -36,24 +40,59 @@ class BarFeed:
             if data["open_ts"] > self.last_open.get(iid, -1):
                 self.last_open[iid] = data["open_ts"]
 
-    def poll(self) -> list[tuple[str, dict[str, Any], int]]:
-        """Bars closed since the cursor, oldest first, every instrument in instrument-id order."""
+    def poll(self, instruments: Iterable[str] | None = None) -> list[tuple[str, dict[str, Any], int]]:
+        """Bars closed since the cursor over REST, oldest first, every instrument (or those named) in id order."""
         now = self.venue_time()
         out: list[tuple[str, dict[str, Any], int]] = []
-        for iid in sorted(self.symbols):
+        for iid in sorted(self.symbols if instruments is None else instruments):
             last = self.last_open.get(iid)
             since = (last + self.timeframe_ns) if last is not None else now - (self.history + 1) * self.timeframe_ns
-            rows = self.exchange.fetch_ohlcv(self.symbols[iid], self.timeframe, since // MS, 1000)
+            try:
+                rows = self.exchange.fetch_ohlcv(self.symbols[iid], self.timeframe, since // MS, 1000)
+            except Exception as e:  # noqa: BLE001 - no answer moves no cursor: the next pass reads the same bars
+                self.failures += 1
+                self.last_error = f"{type(e).__name__}: {e}"[:300]
+                continue
             for i, (open_ms, o, h, low, c, v) in enumerate(rows):
                 open_ts = int(open_ms) * MS
-                close_ts = open_ts + self.timeframe_ns
-                forming = i == len(rows) - 1 and close_ts > now  # the venue's last bar, still open
+                forming = i == len(rows) - 1 and open_ts + self.timeframe_ns > now  # the venue's last bar, still open
                 if (last is not None and open_ts <= last) or forming:
                     continue
-                out.append(("Bar", {"instrument_id": iid, "timeframe": self.timeframe, "open_ts": open_ts,
-                                    "open": dec(o), "high": dec(h), "low": dec(low), "close": dec(c),
-                                    "volume": dec(v), "trades": None}, close_ts))
+                out.append(self._bar(iid, open_ts, o, h, low, c, v))
                 last = open_ts
             if last is not None:
                 self.last_open[iid] = last
         return out
+
+    def take(self, bars: Iterable[Any]) -> tuple[list[tuple[str, dict[str, Any], int]], set[str]]:
+        """Streamed closed bars (stream.StreamedBar) that continue the cursor, and the instruments whose next bar
+        the stream skipped (read them over REST: `poll(those)`). Bars at or before the cursor are dropped."""
+        ids = {symbol: iid for iid, symbol in self.symbols.items()}
+        out: list[tuple[str, dict[str, Any], int]] = []
+        gaps: set[str] = set()
+        for b in bars:
+            iid = ids.get(b.symbol)
+            if iid is None or iid in gaps:
+                continue
+            open_ts = b.open_ms * MS
+            last = self.last_open.get(iid)
+            if last is not None and open_ts <= last:
+                continue
+            if last is None or open_ts != last + self.timeframe_ns:
+                gaps.add(iid)
+                continue
+            out.append(self._bar(iid, open_ts, b.open, b.high, b.low, b.close, b.volume))
+            self.last_open[iid] = open_ts
+        return out, gaps
+
+    def due(self) -> set[str]:
+        """Instruments whose next bar has closed by the venue's clock and is not recorded yet."""
+        now = self.venue_time()
+        return {iid for iid in self.symbols
+                if iid not in self.last_open or self.last_open[iid] + 2 * self.timeframe_ns <= now}
+
+    def _bar(self, iid: str, open_ts: int, o: Any, h: Any, low: Any, c: Any, v: Any) -> tuple[str, dict[str, Any], int]:
+        """A Bar input: ts_event = its close time (as `tape ingest` writes history), prices exact."""
+        return ("Bar", {"instrument_id": iid, "timeframe": self.timeframe, "open_ts": open_ts, "open": dec(o),
+                        "high": dec(h), "low": dec(low), "close": dec(c), "volume": dec(v), "trades": None},
+                open_ts + self.timeframe_ns)

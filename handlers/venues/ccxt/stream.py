@@ -1,0 +1,162 @@
+"""Closed bars from a venue's websocket kline stream (ccxt.pro), on a thread of their own.
+
+ccxt.pro is asyncio; the live loop is not. A `KlineStream` runs one event loop on a daemon thread that keeps a
+`watch_ohlcv` subscription per symbol (ccxt.pro reconnects, re-subscribes and keeps the socket alive) and hands the
+loop every bar the venue declares closed, in arrival order, through a thread-safe queue (`drain`).
+
+Which bar is closed: where the venue's frame says so (Binance's kline `x` flag, read from the raw frame as it
+arrives, with its prices as the exact strings the venue sent), else when the stream holds a later bar of the
+symbol (the venue started the next one). The stream is an accelerator, never the source of truth: the feed takes
+a streamed bar only when it continues the log's bars without a gap, and falls back to REST for anything else
+(`BarFeed.take`, `BarFeed.overdue`). A connection that is up but silent (a stalled socket still answers pings) is
+caught by `overdue`, in the venue's time.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class StreamedBar:
+    """One closed bar as the stream delivered it: prices as the venue wrote them (strings or numbers)."""
+
+    symbol: str  # ccxt symbol
+    open_ms: int
+    open: Any
+    high: Any
+    low: Any
+    close: Any
+    volume: Any
+    received_ns: int = 0  # perf_counter_ns when its closing frame arrived: where tick-to-order latency starts
+
+
+class KlineStream:
+    """Closed bars of `symbols` at `timeframe`, streamed; `connected()` says whether every subscription is live."""
+
+    def __init__(self, exchange: Any, symbols: list[str], timeframe: str, *, retry_seconds: float = 1.0,
+                 on_error: Callable[[str], None] | None = None):
+        self.exchange = exchange  # a ccxt.pro exchange, used on the stream's thread only
+        self.symbols = sorted(symbols)
+        self.timeframe = timeframe
+        self.retry_seconds = retry_seconds
+        self.on_error = on_error
+        self._bars: deque[StreamedBar] = deque()
+        self._arrived = threading.Event()
+        self._live: dict[str, bool] = {s: False for s in self.symbols}
+        self._taken: dict[str, int] = {}  # symbol → open time of the last bar queued
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self.reconnects = 0
+        self.last_error = ""
+
+    # ---- the loop's side -----------------------------------------------------------------------------------------
+
+    def start(self, markets: dict[str, Any] | None = None) -> KlineStream:
+        """Subscribe on the stream's thread; `markets`: the REST client's, so no second catalogue is fetched."""
+        if markets and not self.exchange.markets:
+            self.exchange.set_markets(markets)
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="kline-stream", daemon=True)
+        self._thread.start()
+        ready.wait(5)
+        return self
+
+    def connected(self) -> bool:
+        return all(self._live.values())
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until a closed bar arrives or `timeout` passes: the loop wakes for a bar, not for its poll."""
+        self._arrived.wait(timeout)
+        self._arrived.clear()
+
+    def drain(self) -> list[StreamedBar]:
+        """Every closed bar received since the last call, in arrival order."""
+        out = []
+        while self._bars:
+            out.append(self._bars.popleft())
+        return out
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close the sockets and end the thread (a daemon: a process that exits without this loses nothing)."""
+        if self._loop is not None and self._stopping is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+            self._thread.join(timeout)
+
+    # ---- the stream's thread -------------------------------------------------------------------------------------
+
+    def _run(self, ready: threading.Event) -> None:
+        self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self._loop)
+        self._stopping = asyncio.Event()
+        ready.set()
+        try:
+            self._loop.run_until_complete(self._main())
+        finally:
+            self._loop.close()
+
+    async def _main(self) -> None:
+        try:
+            if not self.exchange.markets:
+                await self.exchange.load_markets()
+            self._tap()
+        except Exception as e:  # noqa: BLE001 - no markets, no tap: the later-bar rule still holds
+            self.last_error = f"{type(e).__name__}: {e}"[:300]
+        tasks = [asyncio.ensure_future(self._watch(s)) for s in self.symbols]
+        await self._stopping.wait()  # type: ignore[union-attr]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):  # closing a socket that is already gone
+            await self.exchange.close()
+
+    async def _watch(self, symbol: str) -> None:
+        while True:
+            try:
+                candles = await self.exchange.watch_ohlcv(symbol, self.timeframe)
+                self._live[symbol] = True
+                self._later_bar(symbol, candles)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - any failure of the socket: REST covers until it is back
+                self._live[symbol] = False
+                self.reconnects += 1
+                self.last_error = f"{type(e).__name__}: {e}"[:300]
+                if self.on_error is not None:
+                    self.on_error(self.last_error)
+                await asyncio.sleep(self.retry_seconds)
+
+    def _queue(self, bar: StreamedBar) -> None:
+        if bar.open_ms > self._taken.get(bar.symbol, -1):
+            self._taken[bar.symbol] = bar.open_ms
+            self._bars.append(bar)
+            self._arrived.set()
+
+    def _later_bar(self, symbol: str, candles: list[list[Any]]) -> None:
+        """Every bar of the cache but its last is closed: the venue has started a later one."""
+        for row in candles[:-1]:
+            if row[0] > self._taken.get(symbol, -1):
+                self._queue(StreamedBar(symbol, int(row[0]), *row[1:6], received_ns=time.perf_counter_ns()))
+
+    def _tap(self) -> None:
+        """Binance marks the frame that closes a kline (`k.x`): take it as it arrives, with its exact strings."""
+        handle = getattr(self.exchange, "handle_ohlcv", None)
+        if handle is None or self.exchange.id not in ("binance", "binanceus"):
+            return
+        by_id = {self.exchange.market(s)["id"]: s for s in self.symbols}
+
+        def handle_ohlcv(client: Any, message: dict[str, Any]) -> None:
+            k = message.get("k") if isinstance(message, dict) else None
+            if isinstance(k, dict) and k.get("x") is True and k.get("i") == self.timeframe and k.get("s") in by_id:
+                self._queue(StreamedBar(by_id[k["s"]], int(k["t"]), k["o"], k["h"], k["l"], k["c"], k["v"],
+                                        time.perf_counter_ns()))
+            handle(client, message)
+
+        self.exchange.handle_ohlcv = handle_ohlcv

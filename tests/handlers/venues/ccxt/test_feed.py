@@ -1,0 +1,61 @@
+"""BarFeed: streamed bars are taken only when they continue the cursor; gaps and late bars go to REST."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from handlers.venues.ccxt.feed import BarFeed
+from handlers.venues.ccxt.stream import StreamedBar
+
+MIN_MS = 60_000
+MIN_NS = MIN_MS * 1_000_000
+IID = "BTCUSDT.BINANCE"
+
+
+class Klines:
+    """fetch_ohlcv over a fixed list of one-minute rows (floats, as ccxt returns them)."""
+
+    def __init__(self, n: int):
+        self.rows = [[i * MIN_MS, 100.0 + i, 101.5 + i, 99.25 + i, 100.5 + i, 2.0] for i in range(n)]
+        self.calls = 0
+
+    def fetch_ohlcv(self, symbol: str, timeframe: str, since_ms: int, limit: int) -> list[list]:
+        self.calls += 1
+        return [r for r in self.rows if r[0] >= since_ms][:limit]
+
+
+def feed(rows: int, now_ms: int) -> tuple[BarFeed, Klines]:
+    ex = Klines(rows)
+    return BarFeed(ex, {IID: "BTC/USDT"}, "1m", MIN_NS, lambda: now_ms * 1_000_000, history=rows), ex
+
+
+def streamed(i: int) -> StreamedBar:
+    return StreamedBar("BTC/USDT", i * MIN_MS, f"{100 + i}.00000000", f"{101.5 + i}0", f"{99.25 + i}", f"{100.5 + i}",
+                       "2.00000000")
+
+
+def test_a_streamed_bar_that_continues_the_cursor_is_taken_exactly():
+    f, _ = feed(3, 3 * MIN_MS)
+    assert [b[1]["open_ts"] for b in f.poll()] == [0, MIN_NS, 2 * MIN_NS]
+    bars, gaps = f.take([streamed(2), streamed(3)])  # 2 again (dropped), 3 continues
+    assert gaps == set() and [b[1]["open_ts"] for b in bars] == [3 * MIN_NS]
+    assert bars[0][1]["open"] == Decimal(103) and bars[0][2] == 4 * MIN_NS  # ts_event = close time
+    assert f.last_open[IID] == 3 * MIN_NS
+
+
+def test_a_gap_is_not_taken_and_names_the_instrument_for_rest():
+    f, ex = feed(6, 6 * MIN_MS)
+    f.learn("Bar", {"timeframe": "1m", "instrument_id": IID, "open_ts": MIN_NS})
+    bars, gaps = f.take([streamed(4), streamed(5)])
+    assert bars == [] and gaps == {IID} and f.last_open[IID] == MIN_NS
+    polled = f.poll(gaps)
+    assert [b[1]["open_ts"] // MIN_NS for b in polled] == [2, 3, 4, 5] and ex.calls == 1
+    assert f.take([streamed(5)]) == ([], set())  # what REST recorded is not taken twice
+
+
+def test_due_in_the_venues_time():
+    f, _ = feed(3, 3 * MIN_MS)
+    assert f.due() == {IID}  # nothing recorded yet
+    f.learn("Bar", {"timeframe": "1m", "instrument_id": IID, "open_ts": MIN_NS})
+    assert f.due() == {IID}  # bar 2 closed at 3 minutes
+    f.learn("Bar", {"timeframe": "1m", "instrument_id": IID, "open_ts": 2 * MIN_NS})
+    assert f.due() == set()
