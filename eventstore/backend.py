@@ -105,5 +105,9 @@ class Backend(ABC):
     @abstractmethod
     def schema_store(self, namespace: str) -> SchemaStore: ...
 
+    def writer_holder(self, namespace: str) -> int | str | None:
+        """Who holds the namespace's writer now, asked without taking it: a pid, None (nobody), or "unknown"."""
+        return "unknown"
+
     def close(self) -> None:
         return None

@@ -237,6 +237,50 @@ def _lock(ns_dir: Path) -> int:
     return fd
 
 
+def lock_holder(ns_dir: Path) -> int | None:
+    """The pid holding a namespace's writer lock, without taking it: Linux lists every flock in /proc/locks by
+    device and inode (elsewhere: the pid the lock file names, if that process is alive). None: no writer."""
+    path = ns_dir / ".lock"
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    try:
+        with open("/proc/locks") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return _recorded_pid(path)
+    for line in lines:
+        fields = line.split()
+        if "FLOCK" not in fields or "->" in fields:  # "->": a process waiting for the lock, not holding it
+            continue
+        i = fields.index("FLOCK")
+        try:
+            pid, dev_ino = int(fields[i + 3]), fields[i + 4].split(":")
+            major, minor, inode = int(dev_ino[0], 16), int(dev_ino[1], 16), int(dev_ino[2])
+        except (IndexError, ValueError):
+            continue
+        if inode == st.st_ino and (major, minor) == (os.major(st.st_dev), os.minor(st.st_dev)):
+            return pid
+    return None
+
+
+def _recorded_pid(path: Path) -> int | None:
+    try:
+        pid = int(path.read_text().strip() or 0)
+    except (OSError, ValueError):
+        return None
+    if pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return pid
+
+
 class FileLog(Backend):
     """Namespaces as directories under one root."""
 
@@ -285,3 +329,6 @@ class FileLog(Backend):
 
     def schema_store(self, namespace: str) -> FileSchemaStore:
         return FileSchemaStore(self.root / _valid_namespace(namespace) / "_schemas")
+
+    def writer_holder(self, namespace: str) -> int | None:
+        return lock_holder(self._ns_dir(namespace, create=False))

@@ -1,0 +1,1 @@
+"""Operations: the status, monitoring and incidents of namespaces."""
