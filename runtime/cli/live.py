@@ -67,6 +67,8 @@ def live(
     timeframe: str = typer.Option("1m", "--timeframe", help="Bars the strategy sees."),
     history: int = typer.Option(0, "--history", min=0, metavar="N", help="Bars before now to start from (new namespace)."),
     poll: float = typer.Option(1.0, "--poll", min=0.0, metavar="S", help="Seconds between polls of the venue."),
+    fills_poll: float = typer.Option(1.0, "--fills-poll", min=0.0, metavar="S",
+                                     help="Seconds between reads of the venue's trade history for fills."),
     window: float = typer.Option(30.0, "--visibility-window", min=0.0, metavar="S",
                                  help="How long an order may be invisible to lookups before absence counts."),
     sandbox_url: Optional[str] = typer.Option(None, "--sandbox-url", metavar="URL",
@@ -83,7 +85,7 @@ def live(
                     params=output.params_option(param or []), risk=limits, queue=queue, paper=paper,
                     paper_venue=venue_file(paper_venue) if paper_venue is not None else VenueConfig(),
                     timeframe=timeframe, timeframe_ns=parse_timeframe(timeframe), history_bars=history,
-                    poll_seconds=poll, visibility_window_ns=int(window * 1e9))
+                    poll_seconds=poll, fills_seconds=fills_poll, visibility_window_ns=int(window * 1e9))
     exchange_class(venue)
     creds = None if paper else load_credentials(venue, credentials)
     exchange = exchange_for(venue, creds, sandbox_url)

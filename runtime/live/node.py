@@ -65,6 +65,8 @@ class LiveSpec:
     poll_seconds: float = 1.0
     visibility_window_ns: int = 30_000_000_000
     check_seconds: float = 5.0  # how often the loop compares the venue's open orders with the log's
+    fills_seconds: float = 1.0  # how often it reads the venue's trade history (a rate-limited REST read: a read
+    # each pass would keep the loop inside ccxt's rate limiter while bars wait)
     snapshot_every: int = SNAPSHOT_EVERY
     stream_grace_seconds: float = 2.0  # a bar the stream has not closed this long after the clock did: read over REST
 
@@ -117,6 +119,7 @@ class LiveNode:
         self._due_since: dict[str, float] = {}  # instrument → when (monotonic) its next bar became due
         self.session = Session(spec.namespace)
         self._next_check = 0.0
+        self._next_fills = 0.0
         # a signed request before anything is written: refused credentials leave no half-started session
         self._opening = None if spec.paper else self.adapter.balances()
         self.writer = log.writer(spec.namespace, clock=clock)  # the lock: a second session is refused here
@@ -305,7 +308,9 @@ class LiveNode:
             self._input(name, payload, ts, "feed")
             self._pump()
         if not self.spec.paper:
-            self.adapter.poll_fills()
+            if time.monotonic() >= self._next_fills:
+                self._next_fills = time.monotonic() + self.spec.fills_seconds
+                self.adapter.poll_fills()
             if self.adapter.in_doubt:
                 self.adapter.resolve()
             if time.monotonic() >= self._next_check:
