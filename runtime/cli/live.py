@@ -76,6 +76,10 @@ def live(
     credentials: Optional[Path] = typer.Option(None, "--credentials", metavar="FILE",
                                                help="TOML file with [venue] api_key/secret (else TAPE_<VENUE>_API_KEY)."),
     max_seconds: Optional[float] = typer.Option(None, "--max-seconds", metavar="S", help="Stop after S seconds."),
+    metrics_port: Optional[int] = typer.Option(None, "--metrics-port", min=0, max=65535, metavar="P",
+                                               help="Serve Prometheus metrics on http://ADDR:P/metrics (0: any port)."),
+    metrics_addr: str = typer.Option("127.0.0.1", "--metrics-addr", metavar="ADDR",
+                                     help="Address the metrics server listens on."),
     stream: bool = typer.Option(True, "--stream/--no-stream",
                                 help="Bars from the venue's websocket stream, REST as the fallback (or REST only)."),
 ) -> None:
@@ -107,7 +111,19 @@ def live(
         from handlers.venues.ccxt.clock import SandboxClock
 
         venue_clock = SandboxClock(sandbox_url)  # the replay's market time, not the wall clock
-    node = LiveNode(cli_context(ctx).open(), spec, exchange, venue_clock=venue_clock,
+    metrics = None
+    if metrics_port is not None:
+        from runtime.ops.metrics import SessionMetrics
+
+        metrics = SessionMetrics(namespace)
+        try:
+            port = metrics.serve(metrics_port, metrics_addr)
+        except OSError as e:
+            raise LiveError(f"--metrics-port {metrics_port} on {metrics_addr}: {e.strerror or e}; choose another "
+                            "port (0 picks a free one)") from None
+        sys.stderr.write(f"metrics on http://{metrics_addr}:{port}/metrics\n")
+        sys.stderr.flush()
+    node = LiveNode(cli_context(ctx).open(), spec, exchange, venue_clock=venue_clock, metrics=metrics,
                     secrets=creds.values() if creds else (), stream=kline_stream)
     s = node.run(lambda: stopping[0], max_seconds=max_seconds)
     sys.stdout.write(f"{s.namespace}: recovered {s.recovered_events:,} events ({s.recovered_inputs:,} inputs), "

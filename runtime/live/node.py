@@ -100,7 +100,8 @@ class LiveNode:
     """One live (or paper) session on one namespace of one store."""
 
     def __init__(self, log: Log, spec: LiveSpec, exchange: Any, *, clock: Callable[[], int] = time.time_ns,
-                 venue_clock: VenueClock | None = None, secrets: tuple[str, ...] = (), stream: Any = None):
+                 venue_clock: VenueClock | None = None, secrets: tuple[str, ...] = (), stream: Any = None,
+                 metrics: Any = None):
         if not spec.namespace.startswith("live-"):
             raise LiveError(f"namespace {spec.namespace!r}: a live namespace is named live-NAME (e.g. live-btc)")
         self.log, self.spec, self.exchange, self.clock = log, spec, exchange, clock
@@ -116,6 +117,7 @@ class LiveNode:
         self.feed = BarFeed(exchange, self.symbols, spec.timeframe, spec.timeframe_ns, self.venue_clock.now,
                             history=spec.history_bars)
         self.stream = stream  # a KlineStream (stream.py) or None: bars over REST only
+        self.metrics = metrics  # runtime.ops.metrics.SessionMetrics or None
         self._due_since: dict[str, float] = {}  # instrument → when (monotonic) its next bar became due
         self.session = Session(spec.namespace)
         self._next_check = 0.0
@@ -201,6 +203,11 @@ class LiveNode:
         self.adapter.reports.clear()
         engine.writer = self.writer
         engine._next_seq = self.writer.next_seq
+        if self.metrics is not None:  # from here on: what this session does, not what recovery re-derived
+            from runtime.ops.metrics import TimedWriter
+
+            engine.writer = TimedWriter(self.writer, self.metrics)
+            engine.on_emit = lambda name, payload, ts: self.metrics.emitted(name, payload)
         self.session.recovered_events, self.session.recovered_inputs = found.events, found.inputs
         self._first_session = found.sessions == 0
         return engine
@@ -250,6 +257,8 @@ class LiveNode:
     def _record_check(self, mismatches: list[dict[str, Any]], *, orders: int, fills: int, balances: int) -> None:
         """A ReconciliationReport of what a check compared and found; trading halted when something found means
         the log no longer describes the account (the same rule at startup and in the loop)."""
+        if self.metrics is not None:
+            self.metrics.found(mismatches)
         stop = blocking(mismatches)
         self._input("ReconciliationReport", {
             "venue": self.spec.venue_name, "orders_checked": orders, "fills_checked": fills,
@@ -285,9 +294,20 @@ class LiveNode:
 
     # ---- the loop --------------------------------------------------------------------------------------------
 
-    def _input(self, name: str, payload: dict[str, Any], ts: int, source: str) -> None:
+    def _input(self, name: str, payload: dict[str, Any], ts: int, source: str, taken: float | None = None) -> None:
+        """One input, one committed step (its sends leave once it is committed); `taken`: when the loop took the
+        input in (perf_counter), where tick-to-order starts."""
+        m = self.metrics
+        if m is not None:
+            m.ordered = False
+        t = time.perf_counter()
         self.engine.process(name, payload, ts, source=f"{source}:{self.spec.venue_name}")
         self.session.inputs += 1
+        if m is not None:
+            done = time.perf_counter()
+            m.input(name, payload, source, done - t)
+            if name == "Bar" and m.ordered:
+                m.tick_to_order.labels(self.spec.namespace).observe(done - (taken if taken is not None else t))
 
     def _pump(self) -> list[str]:
         """Feed the venue's answers in as inputs until none are left (an answer's step may send more)."""
@@ -304,8 +324,10 @@ class LiveNode:
     def step(self) -> None:
         """One pass: new closed bars, then the venue's answers, fills and in-doubt lookups."""
         self.venue_clock.sync()
-        for name, payload, ts in self._bars():
-            self._input(name, payload, ts, "feed")
+        bars = self._bars()
+        taken = time.perf_counter()
+        for name, payload, ts in bars:
+            self._input(name, payload, ts, "feed", taken)
             self._pump()
         if not self.spec.paper:
             if time.monotonic() >= self._next_fills:
@@ -321,6 +343,9 @@ class LiveNode:
                     self._pump()
                     self._record_check(found, orders=len(self.adapter.orders.open), fills=0, balances=0)
             self._pump()
+        if self.metrics is not None:
+            self.metrics.observe(self.engine.state, read_failures=self.feed.failures,
+                                 stream_connected=None if self.stream is None else self.stream.connected())
 
     def _bars(self) -> list[tuple[str, dict[str, Any], int]]:
         """New closed bars: the stream's while it is connected and continues the log, REST for the rest (all of it
@@ -366,4 +391,6 @@ class LiveNode:
             self.writer.close()
             if self.stream is not None:
                 self.stream.stop()
+            if self.metrics is not None:
+                self.metrics.close()
         return self.session

@@ -30,6 +30,7 @@ class BarFeed:
         self.venue_time = venue_time
         self.history = history  # bars before now to start from when the log has none (warm-up)
         self.last_open: dict[str, int] = {}  # instrument → open time (ns) of the last bar recorded
+        self._start: dict[str, int] = {}  # instrument → open time of the first bar to record (nothing recorded yet)
         self.failures = 0  # REST reads that got no answer (the venue down, a 5xx, a 429/418)
         self.last_error = ""
 
@@ -40,15 +41,25 @@ class BarFeed:
             if data["open_ts"] > self.last_open.get(iid, -1):
                 self.last_open[iid] = data["open_ts"]
 
+    def next_open(self, iid: str) -> int:
+        """Open time of the next bar to record: the one after the cursor, or (nothing recorded yet) `history` bars
+        before the bar forming now — fixed at the first ask, so every later read starts from the same bar."""
+        last = self.last_open.get(iid)
+        if last is not None:
+            return last + self.timeframe_ns
+        if iid not in self._start:
+            now = self.venue_time()
+            self._start[iid] = now - now % self.timeframe_ns - self.history * self.timeframe_ns
+        return self._start[iid]
+
     def poll(self, instruments: Iterable[str] | None = None) -> list[tuple[str, dict[str, Any], int]]:
         """Bars closed since the cursor over REST, oldest first, every instrument (or those named) in id order."""
         now = self.venue_time()
         out: list[tuple[str, dict[str, Any], int]] = []
         for iid in sorted(self.symbols if instruments is None else instruments):
-            last = self.last_open.get(iid)
-            since = (last + self.timeframe_ns) if last is not None else now - (self.history + 1) * self.timeframe_ns
+            expected = self.next_open(iid)
             try:
-                rows = self.exchange.fetch_ohlcv(self.symbols[iid], self.timeframe, since // MS, 1000)
+                rows = self.exchange.fetch_ohlcv(self.symbols[iid], self.timeframe, expected // MS, 1000)
             except Exception as e:  # noqa: BLE001 - no answer moves no cursor: the next pass reads the same bars
                 self.failures += 1
                 self.last_error = f"{type(e).__name__}: {e}"[:300]
@@ -56,12 +67,11 @@ class BarFeed:
             for i, (open_ms, o, h, low, c, v) in enumerate(rows):
                 open_ts = int(open_ms) * MS
                 forming = i == len(rows) - 1 and open_ts + self.timeframe_ns > now  # the venue's last bar, still open
-                if (last is not None and open_ts <= last) or forming:
+                if open_ts < expected or forming:
                     continue
                 out.append(self._bar(iid, open_ts, o, h, low, c, v))
-                last = open_ts
-            if last is not None:
-                self.last_open[iid] = last
+                self.last_open[iid] = open_ts
+                expected = open_ts + self.timeframe_ns
         return out
 
     def take(self, bars: Iterable[Any]) -> tuple[list[tuple[str, dict[str, Any], int]], set[str]]:
@@ -74,11 +84,10 @@ class BarFeed:
             iid = ids.get(b.symbol)
             if iid is None or iid in gaps:
                 continue
-            open_ts = b.open_ms * MS
-            last = self.last_open.get(iid)
-            if last is not None and open_ts <= last:
+            open_ts, expected = b.open_ms * MS, self.next_open(iid)
+            if open_ts < expected:
                 continue
-            if last is None or open_ts != last + self.timeframe_ns:
+            if open_ts != expected:
                 gaps.add(iid)
                 continue
             out.append(self._bar(iid, open_ts, b.open, b.high, b.low, b.close, b.volume))
@@ -88,8 +97,7 @@ class BarFeed:
     def due(self) -> set[str]:
         """Instruments whose next bar has closed by the venue's clock and is not recorded yet."""
         now = self.venue_time()
-        return {iid for iid in self.symbols
-                if iid not in self.last_open or self.last_open[iid] + 2 * self.timeframe_ns <= now}
+        return {iid for iid in self.symbols if self.next_open(iid) + self.timeframe_ns <= now}
 
     def _bar(self, iid: str, open_ts: int, o: Any, h: Any, low: Any, c: Any, v: Any) -> tuple[str, dict[str, Any], int]:
         """A Bar input: ts_event = its close time (as `tape ingest` writes history), prices exact."""

@@ -59,3 +59,16 @@ def test_due_in_the_venues_time():
     assert f.due() == {IID}  # bar 2 closed at 3 minutes
     f.learn("Bar", {"timeframe": "1m", "instrument_id": IID, "open_ts": 2 * MIN_NS})
     assert f.due() == set()
+
+
+def test_without_history_a_new_namespace_records_the_bar_forming_now_once_it_closes():
+    """With nothing recorded and no history asked for, the first bar is the one forming at the start (a `since` of
+    now minus one bar, recomputed each poll, used to fall between bars and record nothing, ever)."""
+    ex, now = Klines(4), [3 * MIN_MS + 30_000]  # the venue's bars up to now: bar 3 is forming
+    f = BarFeed(ex, {IID: "BTC/USDT"}, "1m", MIN_NS, lambda: now[0] * 1_000_000)
+    assert f.poll() == [] and f.due() == set()
+    ex.rows, now[0] = Klines(5).rows, 4 * MIN_MS + 20_000  # bar 3 closed, bar 4 forming
+    assert f.due() == {IID}
+    assert [b[1]["open_ts"] // MIN_NS for b in f.poll()] == [3]
+    ex.rows, now[0] = Klines(6).rows, 5 * MIN_MS + 20_000
+    assert [b[1]["open_ts"] // MIN_NS for b in f.poll()] == [4]
