@@ -102,6 +102,7 @@ app.add_typer(db.db_app, name="db")
 app.command("project")(db.project)
 app.command("live")(live.live)
 app.command("status")(status.status_command)
+app.command("top")(status.top_command)
 app.add_typer(sandbox.sandbox_app, name="sandbox")
 
 

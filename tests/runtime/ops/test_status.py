@@ -121,3 +121,44 @@ def test_a_namespace_that_does_not_exist(tmp_path):
     (tmp_path / "store").mkdir()
     p = tape(tmp_path / "store", "status", "live-nothing")
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "no namespace 'live-nothing'" in p.stderr, p.stderr
+
+
+def test_top_redraws_in_a_terminal_as_the_log_grows(tmp_path):
+    import os
+    import pty
+    import re
+
+    sb, live = market(tmp_path)
+    live.paper = True
+    p = live.spawn()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not ((live.store / NAMESPACE).exists() and status(live.store)["last_seq"]):
+            time.sleep(0.5)
+        leader, follower = pty.openpty()  # a real terminal for `tape top`
+        top = subprocess.Popen([sys.executable, "-m", "runtime.cli", "--store", f"file:{live.store}", "top", NAMESPACE,
+                                "--iterations", "5", "--interval", "1"], stdin=follower, stdout=follower,
+                               stderr=follower, env={**py_env(), "COLUMNS": "160", "LINES": "50"}, cwd=ROOT)
+        os.close(follower)
+        screen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal's other end closed: top is done
+                break
+            if not chunk:
+                break
+            screen += chunk
+        os.close(leader)
+        assert top.wait(30) == 0, screen[-2000:]
+        text = screen.decode(errors="replace")
+        seqs = [int(x.replace(",", "")) for x in re.findall(r"last event\s+seq ([\d,]+)", text)]
+        # five redraws (and rich's last one as it leaves the screen), each at or after the one before; the log grew
+        assert len(seqs) >= 5 and seqs == sorted(seqs) and seqs[-1] > seqs[0], (seqs, text[-1500:])
+        assert "\x1b[" in text and "paper market_maker" in text  # redrawn in place with terminal codes
+    finally:
+        p.terminate()
+        p.wait(30)
+        p.stdout.close()
+        p.stderr.close()
+        sb.stop()
