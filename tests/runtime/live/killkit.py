@@ -158,6 +158,14 @@ def kill_series(live: Live, rounds: int, rng: random.Random, *, low: float = 0.2
     return out
 
 
+def stop_session(p: subprocess.Popen) -> None:
+    """SIGTERM a spawned session (it writes RunStopped) and close its pipes."""
+    p.terminate()
+    p.wait(30)
+    p.stdout.close()
+    p.stderr.close()
+
+
 def failpoint(live: Live, point: str, hit: int = 1, timeout: float = 30.0) -> bool:
     """One session killed by itself at `point` (its `hit`-th pass); True when the point was reached."""
     p = live.spawn(KT_FAILPOINT=point, KT_HIT=str(hit))

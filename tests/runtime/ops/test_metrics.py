@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "live"))
-from killkit import NAMESPACE, Live, Sandbox, folded, log_events
+from killkit import NAMESPACE, Live, Sandbox, folded, log_events, stop_session
 from sandboxkit import ROOT, write_history
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "tape.json"
@@ -125,10 +125,7 @@ def test_prometheus_scrapes_a_paper_session_and_its_numbers_are_the_logs(tmp_pat
             p99 = prom.query('histogram_quantile(0.99, sum by (le) (rate(tape_step_seconds_bucket[30s])))')
             assert p99 and p99[0]["value"][1] not in ("NaN", "+Inf")
     finally:
-        p.terminate()
-        p.wait(30)
-        p.stdout.close()
-        p.stderr.close()
+        stop_session(p)
         sb.stop()
 
 

@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "live"))
-from killkit import NAMESPACE, SYMBOL, Live, Sandbox, venue_books
+from killkit import NAMESPACE, SYMBOL, Live, Sandbox, stop_session, venue_books
 from sandboxkit import ROOT, py_env, write_history
 
 from schemas.ids import order_id_prefix
@@ -157,8 +157,5 @@ def test_top_redraws_in_a_terminal_as_the_log_grows(tmp_path):
         assert len(seqs) >= 5 and seqs == sorted(seqs) and seqs[-1] > seqs[0], (seqs, text[-1500:])
         assert "\x1b[" in text and "paper market_maker" in text  # redrawn in place with terminal codes
     finally:
-        p.terminate()
-        p.wait(30)
-        p.stdout.close()
-        p.stderr.close()
+        stop_session(p)
         sb.stop()
