@@ -22,8 +22,9 @@ from runtime.times import parse_timeframe
 def exchange_class(venue: str, *, pro: bool = False) -> type:
     """The ccxt class of a venue id (ccxt.pro's, for websockets), or a one-line error naming the ids to use."""
     import ccxt
-    import ccxt.pro
 
+    if pro:
+        import ccxt.pro
     module = ccxt.pro if pro else ccxt
     cls = getattr(module, venue, None) if venue in module.exchanges else None
     if cls is None and not pro:

@@ -5,8 +5,9 @@ ccxt.pro is asyncio; the live loop is not. A `KlineStream` runs one event loop o
 loop every bar the venue declares closed, in arrival order, through a thread-safe queue (`drain`).
 
 Which bar is closed: where the venue's frame says so (Binance's kline `x` flag, read from the raw frame as it
-arrives, with its prices as the exact strings the venue sent), else when the stream holds a later bar of the
-symbol (the venue started the next one). The stream is an accelerator, never the source of truth: the feed takes
+arrives, with its prices as the exact strings the venue sent) — and then only so: a closing frame that was dropped
+leaves a gap that REST fills, never a bar built from an earlier, incomplete frame; elsewhere, when the stream holds
+a later bar of the symbol (the venue started the next one; the values are ccxt.pro's cache of the last update). The stream is an accelerator, never the source of truth: the feed takes
 a streamed bar only when it continues the log's bars without a gap, and falls back to REST for anything else
 (`BarFeed.take`, `BarFeed.overdue`). A connection that is up but silent (a stalled socket still answers pings) is
 caught by `overdue`, in the venue's time.
@@ -51,6 +52,7 @@ class KlineStream:
         self._arrived = threading.Event()
         self._live: dict[str, bool] = {s: False for s in self.symbols}
         self._taken: dict[str, int] = {}  # symbol → open time of the last bar queued
+        self._tapped = False  # the venue marks closing frames: only those close a bar
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
@@ -122,7 +124,8 @@ class KlineStream:
             try:
                 candles = await self.exchange.watch_ohlcv(symbol, self.timeframe)
                 self._live[symbol] = True
-                self._later_bar(symbol, candles)
+                if not self._tapped:
+                    self._later_bar(symbol, candles)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - any failure of the socket: REST covers until it is back
@@ -160,3 +163,4 @@ class KlineStream:
             handle(client, message)
 
         self.exchange.handle_ohlcv = handle_ohlcv
+        self._tapped = True

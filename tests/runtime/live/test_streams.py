@@ -50,9 +50,16 @@ def test_a_stalled_stream_then_a_closed_one_leave_no_gap_and_no_repeat(tmp_path)
             out, err = p.communicate(timeout=60)
             assert p.returncode == 0, err[-3000:]
             streamed, polled = counts(out)
-            print(fault, out)
             assert streamed >= 3 and polled >= 2, out  # the stream carried the session; REST covered the fault
             recorded_bars_are_the_venues(sb, live)
+        # a third of the market frames dropped, closing ones included: each such bar comes over REST, never from an
+        # earlier frame of it
+        sb.post("/sandbox/faults", {"fault": "ws_drop", "probability": 0.33, "target": "market"})
+        done = live.run(8)
+        assert done.returncode == 0, done.stderr[-3000:]
+        streamed, polled = counts(done.stdout)
+        assert streamed >= 3 and polled >= 3, done.stdout
+        recorded_bars_are_the_venues(sb, live)
     finally:
         sb.stop()
 
