@@ -68,9 +68,12 @@ def leaked(live: Live) -> list[str]:
 # market_maker's orders mostly rest or are refused as post-only: fewer sends meet a dropped answer. Its quotes fill
 # only while the bar they were priced on is still the market's, so its market runs slower (2 bars a second): at 10 a
 # second a loaded machine's quotes arrive bars late and are refused or rest out of reach (5 fills in 968 orders)
-@pytest.mark.parametrize("strategy, rounds, seed, in_doubt, speed",
-                         [("sma_cross", 40, 11, 3, "600"), ("market_maker", 35, 12, 1, "120")])
-def test_random_sigkills_under_venue_faults_lose_and_double_nothing(tmp_path, strategy, rounds, seed, in_doubt, speed):
+# The fill floor only guards against a vacuous run (the invariants are what is tested): market orders fill (31-47 in
+# runs here); resting quotes fill when the market comes to them: 7 to 69 times in six runs of the series below
+@pytest.mark.parametrize("strategy, rounds, seed, in_doubt, speed, min_fills",
+                         [("sma_cross", 40, 11, 3, "600", 10), ("market_maker", 35, 12, 1, "120", 3)])
+def test_random_sigkills_under_venue_faults_lose_and_double_nothing(tmp_path, strategy, rounds, seed, in_doubt, speed,
+                                                                    min_fills):
     sb, live = sandbox(tmp_path, seed, speed=speed)
     live.strategy = strategy
     try:
@@ -78,7 +81,7 @@ def test_random_sigkills_under_venue_faults_lose_and_double_nothing(tmp_path, st
         assert series.kills >= rounds - 2, series.exited  # sessions die by the kill, not by themselves
         print(f"{series.kills} SIGKILLs")
         v = check(sb, live, settle(sb, live))
-        assert v.orders >= 20 and v.fills >= 10 and v.unknown_outcomes >= in_doubt, v  # the run really traded in doubt
+        assert v.orders >= 20 and v.fills >= min_fills and v.unknown_outcomes >= in_doubt, v  # it traded in doubt
     finally:
         sb.stop()
 
