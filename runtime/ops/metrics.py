@@ -15,6 +15,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from projections.portfolio import UnmarkedCurrency
 from schemas.names import VENUE_REPORTS
 
 TRADING_STATES = ("ACTIVE", "REDUCING", "HALTED")
@@ -133,8 +134,8 @@ class SessionMetrics:
             try:
                 equity = pf.equity(currency)
                 realized, unrealized = pf.net_realized_pnl(currency=currency), pf.unrealized_pnl(currency=currency)
-            except Exception:  # noqa: BLE001, S112 - no rate to value the account in this currency (yet)
-                continue
+            except UnmarkedCurrency:
+                continue  # no rate to value the account in this currency (yet)
             peak = self._peak[currency] = max(self._peak.get(currency, equity), equity)
             self.equity.labels(ns, currency).set(float(equity))
             self.realized.labels(ns, currency).set(float(realized))

@@ -4,8 +4,8 @@ The state is the namespace's recovery (latest snapshot + tail, the same fold a r
 are the last events of a few types, read backwards from the end of their topics (eventstore.seek), so a status of
 a long live log costs about what a restart's restore costs. Whether a writer holds the namespace right now comes
 from the store (the file store's lock; unknown on Kafka). Health is a list of findings, each one line: halted or
-reducing, a session that ended without RunStopped (a crash), a reconciliation that found something, orders whose
-outcome is still unknown, market data older than it should be.
+reducing, a session that ended without RunStopped (a crash), a reconciliation left unresolved, sends unanswered
+for a minute, market data older than it should be.
 """
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ from typing import Any
 from eventstore.replay import Event
 from eventstore.seek import last_event
 from eventstore.store import Log
+from projections.portfolio import UnmarkedCurrency
 from projections.state import State
 from runtime.replay.recovery import recover
+from runtime.times import parse_timeframe
 from schemas.errors import TapeError
 
 NS = 1_000_000_000
@@ -99,7 +101,7 @@ def status(log: Log, namespace: str) -> Status:
     for c in currencies:
         try:
             equity[c] = state.portfolio.equity(c)
-        except TapeError:
+        except UnmarkedCurrency:
             continue  # no rate to value the portfolio in this currency
     return Status(
         namespace=namespace,
@@ -152,22 +154,13 @@ def _session(started: Event | None, stopped: Event | None, holder: Any) -> str:
 def _holdings(state: State) -> list[Holding]:
     out = []
     for iid in sorted(set(state.portfolio.positions) | set(state.market.last_bar)):
-        bar = state.market.last_bar.get(iid)
-        inst = state.market.instruments.get(iid)
-        close_ts = None
-        if bar is not None:
-            close_ts = bar["open_ts"] + _timeframe_ns(bar["timeframe"])
-        if inst is None:
+        if iid not in state.market.instruments:
             continue
+        bar = state.market.last_bar.get(iid)
+        close_ts = bar["open_ts"] + parse_timeframe(bar["timeframe"]) if bar is not None else None
         out.append(Holding(iid, state.portfolio.position_quantity(iid), state.portfolio.mark(iid),
                            state.portfolio.unrealized_pnl(iid), state.portfolio.realized_pnl(iid), close_ts))
     return out
-
-
-def _timeframe_ns(timeframe: str) -> int:
-    from runtime.times import parse_timeframe
-
-    return parse_timeframe(timeframe)
 
 
 def _findings(state: State, session: str, report: Event | None, last: Event | None) -> list[str]:
@@ -187,7 +180,7 @@ def _findings(state: State, session: str, report: Event | None, last: Event | No
                        f"{', '.join(unanswered[:3])}")
     if last is not None and session == "running":
         for iid, bar in sorted(state.market.last_bar.items()):
-            tf = _timeframe_ns(bar["timeframe"])
+            tf = parse_timeframe(bar["timeframe"])
             behind = last.ts_event - (bar["open_ts"] + tf)
             if behind >= STALE_BARS * tf:
                 out.append(f"{iid}: the last bar closed {behind / NS:,.0f} s before the last event (stale market data)")

@@ -32,7 +32,6 @@ class BarFeed:
         self.last_open: dict[str, int] = {}  # instrument → open time (ns) of the last bar recorded
         self._start: dict[str, int] = {}  # instrument → open time of the first bar to record (nothing recorded yet)
         self.failures = 0  # REST reads that got no answer (the venue down, a 5xx, a 429/418)
-        self.last_error = ""
 
     def learn(self, name: str, data: dict[str, Any]) -> None:
         """Fold a recorded event: the last bar per instrument is where the feed resumes."""
@@ -60,9 +59,8 @@ class BarFeed:
             expected = self.next_open(iid)
             try:
                 rows = self.exchange.fetch_ohlcv(self.symbols[iid], self.timeframe, expected // MS, 1000)
-            except Exception as e:  # noqa: BLE001 - no answer moves no cursor: the next pass reads the same bars
+            except Exception:  # noqa: BLE001 - no answer moves no cursor: the next pass reads the same bars
                 self.failures += 1
-                self.last_error = f"{type(e).__name__}: {e}"[:300]
                 continue
             for i, (open_ms, o, h, low, c, v) in enumerate(rows):
                 open_ts = int(open_ms) * MS

@@ -19,7 +19,6 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,13 +40,11 @@ class StreamedBar:
 class KlineStream:
     """Closed bars of `symbols` at `timeframe`, streamed; `connected()` says whether every subscription is live."""
 
-    def __init__(self, exchange: Any, symbols: list[str], timeframe: str, *, retry_seconds: float = 1.0,
-                 on_error: Callable[[str], None] | None = None):
+    def __init__(self, exchange: Any, symbols: list[str], timeframe: str, *, retry_seconds: float = 1.0):
         self.exchange = exchange  # a ccxt.pro exchange, used on the stream's thread only
         self.symbols = sorted(symbols)
         self.timeframe = timeframe
         self.retry_seconds = retry_seconds
-        self.on_error = on_error
         self._bars: deque[StreamedBar] = deque()
         self._arrived = threading.Event()
         self._live: dict[str, bool] = {s: False for s in self.symbols}
@@ -56,8 +53,6 @@ class KlineStream:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
-        self.reconnects = 0
-        self.last_error = ""
 
     # ---- the loop's side -----------------------------------------------------------------------------------------
 
@@ -109,8 +104,8 @@ class KlineStream:
             if not self.exchange.markets:
                 await self.exchange.load_markets()
             self._tap()
-        except Exception as e:  # noqa: BLE001 - no markets, no tap: the later-bar rule still holds
-            self.last_error = f"{type(e).__name__}: {e}"[:300]
+        except Exception:  # noqa: BLE001, S110 - no markets, no tap: the later-bar rule still holds
+            pass
         tasks = [asyncio.ensure_future(self._watch(s)) for s in self.symbols]
         await self._stopping.wait()  # type: ignore[union-attr]
         for t in tasks:
@@ -128,12 +123,8 @@ class KlineStream:
                     self._later_bar(symbol, candles)
             except asyncio.CancelledError:
                 raise
-            except Exception as e:  # noqa: BLE001 - any failure of the socket: REST covers until it is back
+            except Exception:  # noqa: BLE001 - any failure of the socket: REST covers until it is back
                 self._live[symbol] = False
-                self.reconnects += 1
-                self.last_error = f"{type(e).__name__}: {e}"[:300]
-                if self.on_error is not None:
-                    self.on_error(self.last_error)
                 await asyncio.sleep(self.retry_seconds)
 
     def _queue(self, bar: StreamedBar) -> None:

@@ -119,8 +119,9 @@ def test_a_backtest_run_shows_what_the_run_reported(tmp_path):
 
 def test_a_namespace_that_does_not_exist(tmp_path):
     (tmp_path / "store").mkdir()
-    p = tape(tmp_path / "store", "status", "live-nothing")
-    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "no namespace 'live-nothing'" in p.stderr, p.stderr
+    for command in ("status", "top"):
+        p = tape(tmp_path / "store", command, "live-nothing")
+        assert p.returncode == 2 and p.stderr.count("\n") == 1 and "no namespace 'live-nothing'" in p.stderr, p.stderr
 
 
 def test_top_redraws_in_a_terminal_as_the_log_grows(tmp_path):
