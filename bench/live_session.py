@@ -1,7 +1,7 @@
 """`tape live` against the sandbox venue on loopback: tick-to-order latency, market events recorded per second, and
 startup time as the live log grows.
 
-Usage: python bench/live_session.py [--seconds 20] [--speed 120] [--sizes 1e4,1e5] [--skip latency,rate,startup]
+Usage: python bench/live_session.py [--seconds 20] [--speed 120] [--sizes 1e4,1e5,1e6] [--skip latency,rate,startup]
 
 Every session is the real CLI in its own process, the real ccxt (and ccxt.pro) over HTTP and websockets, the
 sandbox replaying a seeded random walk of one-minute bars. A small launcher around the CLI stamps, in the session's
@@ -113,6 +113,9 @@ def bounded(self, stop, **kwargs):
     return run(self, lambda: stop() or done(self), **kwargs)
 node.LiveNode._bars, node.LiveNode.run = counted_bars, bounded
 
+if os.environ.get("BENCH_FULL_REPLAY"):  # recovery without snapshots: the log replayed from seq 1 (the baseline)
+    node.LiveNode._snapshot = lambda self: None
+
 atexit.register(lambda: open(os.environ["BENCH_OUT"], "w").write(json.dumps(samples)))
 sys.argv[0] = "tape"
 main()
@@ -184,7 +187,7 @@ class Sandbox:
 
 
 def live(store: Path, url: str, namespace: str, strategy: str, seconds: float, *extra: str,
-         out: Path | None = None, stop: str = "") -> tuple[float, str]:
+         out: Path | None = None, stop: str = "", full_replay: bool = False) -> tuple[float, str]:
     """One `tape live` session (through the launcher); its wall time and its last line."""
     params = {"market_maker": ["--param", "spread=0.0005", "--param", "quantity=0.001", "--param",
                                "max_inventory=0.01"],
@@ -193,8 +196,9 @@ def live(store: Path, url: str, namespace: str, strategy: str, seconds: float, *
             namespace, "--strategy", strategy, *params, "--symbol", "BTC/USDT", "--sandbox-url", url, "--poll",
             "0.05", "--max-seconds", str(seconds), *extra]
     t = time.perf_counter()
-    p = subprocess.run(argv, env={**env(), "BENCH_OUT": str(out or os.devnull), "BENCH_STOP": stop}, cwd=ROOT, capture_output=True,
-                       text=True, timeout=seconds + 600, check=False)
+    knobs = {"BENCH_OUT": str(out or os.devnull), "BENCH_STOP": stop, "BENCH_FULL_REPLAY": "1" if full_replay else ""}
+    p = subprocess.run(argv, env={**env(), **knobs}, cwd=ROOT, capture_output=True, text=True, timeout=seconds + 3600,
+                       check=False)
     took = time.perf_counter() - t
     if p.returncode != 0:
         raise SystemExit(f"tape live failed: {p.stderr.strip().splitlines()[-1:]}")
@@ -302,8 +306,10 @@ def grow(store: Path, url: str, size: int) -> int:
 
 def startup(root: Path, sizes: list[int]) -> None:
     print("\nstartup (a session that only starts: recovery + reconciliation + RunStopped), paper namespace grown by "
-          "market_maker")
-    print(f"{'events':>10} {'start s':>8} {'of which recovery s':>20}")
+          "market_maker (a snapshot every 10,000 events); from the latest snapshot, and (baseline) the whole log "
+          "replayed")
+    print(f"{'events':>10} {'start s':>8} {'of which recovery s':>20} {'replayed':>9} {'full replay s':>14} "
+          f"{'recovery s':>11} {'ratio':>6}")
     store = root / "startup"
     write_source(store, 20_000)
     with Sandbox(store, "60000") as sb:  # 1,000 bars a second, looping: the log grows as fast as a session records
@@ -312,9 +318,12 @@ def startup(root: Path, sizes: list[int]) -> None:
         print(f"{0:>10,} {base:>8.2f} {'(baseline: process start, imports, markets)':>20}")
         for size in sizes:
             n = grow(store, sb.url, size)
-            took = min(live(store, sb.url, "live-grow", "market_maker", 0, "--paper", "--no-stream")[0]
-                       for _ in range(2))
-            print(f"{n:>10,} {took:>8.2f} {took - base:>20.2f}", flush=True)
+            runs = [live(store, sb.url, "live-grow", "market_maker", 0, "--paper", "--no-stream") for _ in range(2)]
+            took, line = min(runs)
+            replayed = line.split(" recovered ")[1].split(" events")[0]
+            full = live(store, sb.url, "live-grow", "market_maker", 0, "--paper", "--no-stream", full_replay=True)[0]
+            print(f"{n:>10,} {took:>8.2f} {took - base:>20.2f} {replayed:>9} {full:>14.2f} {full - base:>11.2f} "
+                  f"{(full - base) / max(took - base, 1e-3):>5.1f}x", flush=True)
 
 
 def main() -> None:
@@ -323,7 +332,7 @@ def main() -> None:
     ap.add_argument("--speed", default="120", help="Sandbox speed for the latency sessions (120: a bar every 0.5 s).")
     ap.add_argument("--rate-bars", type=int, default=5_000,
                     help="Bars for the recording rate (the sandbox keeps its last 5,000 candles).")
-    ap.add_argument("--sizes", default="1e4,1e5", help="Live log sizes (events) for the startup times.")
+    ap.add_argument("--sizes", default="1e4,1e5,1e6", help="Live log sizes (events) for the startup times.")
     ap.add_argument("--skip", default="", help="Comma-separated parts to skip: latency, rate, startup.")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))

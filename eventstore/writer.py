@@ -32,6 +32,11 @@ class Draft:
     ts_init: int | None = None
 
 
+def own_fields(payload: dict[str, Any]) -> dict[str, Any]:
+    """A payload without the envelope the writer adds to it in place (for a copy kept past the write)."""
+    return {k: v for k, v in payload.items() if k != "envelope"}
+
+
 def partition_for(key: bytes, partitions: int) -> int:
     """Kafka's default partitioner (murmur2), so a key lands in the same partition on every backend."""
     if partitions == 1:

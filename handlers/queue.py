@@ -197,11 +197,32 @@ class OutboundQueue:
             return []
         return self._release(now)
 
-    def restore(self, open_orders: Iterable[Any]) -> None:
-        """After recovery: orders already at the venue (Orders.open()), so cancels for them are sent."""
+    def adopt(self, open_orders: Iterable[Any]) -> None:
+        """Orders already at the venue (Orders.open()) that this queue did not release, so cancels for them are
+        sent."""
         for o in open_orders:
             self._seen.add(o.client_order_id)
             self._open[o.client_order_id] = o.leaves_quantity
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the queue holds between steps as plain data (the bucket's time as an exact fraction)."""
+        held = [[i.seq, i.kind, i.instrument_id, i.client_order_id, i.quantity, i.intent_id, i.reason]
+                for i in self._held.values()]
+        return {"tat": None if self._tat is None else str(self._tat), "seq": self._seq, "held": held,
+                "seen": sorted(self._seen), "open": dict(self._open),
+                "cancels": {iid: sorted(per) for iid, per in self._cancels.items()},
+                "canceled_early": sorted(self._canceled_early)}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from what snapshot() gave."""
+        self._tat = None if state["tat"] is None else Fraction(state["tat"])
+        self._seq = state["seq"]
+        self._held = {row[0]: _Item(*row) for row in state["held"]}
+        self._held_orders = {i.client_order_id: i.seq for i in self._held.values() if i.kind == "order"}
+        self._seen = set(state["seen"])
+        self._open = dict(state["open"])
+        self._cancels = {iid: dict.fromkeys(cids, True) for iid, cids in state["cancels"].items()}
+        self._canceled_early = set(state["canceled_early"])
 
     # ---- internals -------------------------------------------------------------------------------------------
 

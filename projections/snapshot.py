@@ -6,6 +6,10 @@ CRC-64-AVRO fingerprint of the writer schema, the body. `SnapshotTaken.state_sch
 ('tape.state.EngineState@<fingerprint hex>'), and the writer registers it in the namespace's registry like an
 event schema, so a snapshot written by older code decodes through schema resolution to today's record.
 
+A live namespace's snapshots also carry the handlers' state (`handlers`: tape.state.HandlerState, versioned):
+each component's plain data as Values, their decimals as exact text, so what a restart restores is what the
+component held, digit for digit.
+
 Decimals: fields copied from events (prices, quantities, instrument rules) are decimal(38,18), as in the
 events. Values the folds compute (balances, PnL, averages, equity …) use a union [decimal(38,18), string]:
 the decimal when the value fits 18 places and 38 digits, else its exact text — a snapshot never rounds.
@@ -107,7 +111,8 @@ def _parts(plain: dict[str, Any]) -> dict[str, Any]:
 # ---- the strategy's own state: tape.state.Value -------------------------------------------------------------
 
 
-def _value(x: Any, path: str) -> dict[str, Any]:
+def _value(x: Any, path: str, text: bool = False) -> dict[str, Any]:
+    """`x` as a Value record; `text`: every Decimal as its exact text (its exponent kept: 1.5 stays 1.5)."""
     if x is None or isinstance(x, (bool, str)):
         return {"v": x}
     if isinstance(x, int):
@@ -115,17 +120,17 @@ def _value(x: Any, path: str) -> dict[str, Any]:
             raise TapeError(f"strategy snapshot: {path} = {x} does not fit a 64-bit integer; store it as a Decimal")
         return {"v": x}
     if isinstance(x, Decimal):
-        q = fits(x)
+        q = None if text else fits(x)
         return {"v": q if q is not None else {"text": str(x)}}
     if isinstance(x, dict):
         out = {}
         for k, v in x.items():
             if not isinstance(k, str):
                 raise TapeError(f"strategy snapshot: {path} has key {k!r}; keys must be strings")
-            out[k] = _value(v, f"{path}.{k}")
+            out[k] = _value(v, f"{path}.{k}", text)
         return {"v": out}
     if isinstance(x, (list, tuple)) or type(x).__name__ == "deque":
-        return {"v": [_value(v, f"{path}[{i}]") for i, v in enumerate(x)]}
+        return {"v": [_value(v, f"{path}[{i}]", text) for i, v in enumerate(x)]}
     raise TapeError(f"strategy snapshot: {path} is a {type(x).__name__}; use None, bool, int, str, Decimal, "
                     "list or dict (never a float: state is exact)")
 
@@ -155,6 +160,7 @@ class Snapshot:
     strategy_id: str | None
     strategy_state: dict[str, Any] | None
     plain: dict[str, Any]  # the state as plain data (State.snapshot() of `state`)
+    handlers: dict[str, Any] | None = None  # {"version": int, "parts": {component: plain data}} (live namespaces)
 
 
 def _strategy_record(strategy_id: str | None, strategy_state: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -163,13 +169,23 @@ def _strategy_record(strategy_id: str | None, strategy_state: dict[str, Any] | N
     return {"strategy_id": strategy_id or "", "state": _value(dict(strategy_state), "state")["v"]}
 
 
+def _handlers_record(handlers: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A HandlerState record: each component's plain data as a Value, its Decimals as exact text."""
+    if handlers is None:
+        return None
+    return {"version": handlers["version"],
+            "parts": {k: _value(v, f"handlers.{k}", text=True) for k, v in handlers["parts"].items()}}
+
+
 def to_record(plain: dict[str, Any], *, last_seq: int, max_ts: int, input_event_id: str | None = None,
-              strategy_id: str | None = None, strategy_state: dict[str, Any] | None = None) -> dict[str, Any]:
+              strategy_id: str | None = None, strategy_state: dict[str, Any] | None = None,
+              handlers: dict[str, Any] | None = None) -> dict[str, Any]:
     """The EngineState record of a plain state (State.snapshot()) and its position."""
     parts = _parts(plain)
     return {"last_seq": last_seq, "max_ts": max_ts, "input_event_id": input_event_id, "market": parts["market"],
             "orders": [_order_record(o) for o in plain["orders"]], "portfolio": parts["portfolio"],
-            "risk": parts["risk"], "strategy": _strategy_record(strategy_id, strategy_state)}
+            "risk": parts["risk"], "strategy": _strategy_record(strategy_id, strategy_state),
+            "handlers": _handlers_record(handlers)}
 
 
 def _rows_from_unions(rows: list[dict[str, Any]] | None, fields: tuple[str, ...]) -> None:
@@ -237,8 +253,9 @@ class StateEncoder:
             if f["name"] == "orders":
                 self.order_schema = parse_schema(typ["items"], named_schemas=named, _force=True)
                 self.fields.append(("orders", None))
-            else:
-                self.fields.append((f["name"], parse_schema(typ, named_schemas=named, _force=True)))
+            else:  # each field as a record of its own (same bytes), which carries the names defined before it
+                one = {"type": "record", "name": f"tape.state.EngineState_{f['name']}", "fields": [f]}
+                self.fields.append((f["name"], parse_schema(one, named_schemas=named, _force=True)))
         self.closed: dict[str, bytes] = {}  # client order id → bytes of the terminal order
 
     def _write(self, schema: Any, value: Any, name: str) -> bytes:
@@ -266,14 +283,15 @@ class StateEncoder:
         return b"".join(chunks)
 
     def encode(self, state: State, *, last_seq: int, max_ts: int, input_event_id: str | None = None,
-               strategy_id: str | None = None, strategy_state: dict[str, Any] | None = None) -> bytes:
+               strategy_id: str | None = None, strategy_state: dict[str, Any] | None = None,
+               handlers: dict[str, Any] | None = None) -> bytes:
         plain = {"market": state.market.snapshot(), "portfolio": state.portfolio.snapshot(),
                  "risk": state.risk.snapshot()}
         rec = {"last_seq": last_seq, "max_ts": max_ts, "input_event_id": input_event_id, **_parts(plain),
-               "strategy": _strategy_record(strategy_id, strategy_state)}
+               "strategy": _strategy_record(strategy_id, strategy_state), "handlers": _handlers_record(handlers)}
         out = [self.et.prefix]
         for name, schema in self.fields:
-            out.append(self._orders(state.orders) if schema is None else self._write(schema, rec[name], name))
+            out.append(self._orders(state.orders) if schema is None else self._write(schema, {name: rec[name]}, name))
         return b"".join(out)
 
 
@@ -292,7 +310,7 @@ def _zigzag(n: int) -> bytes:
 
 def snapshot_payload(state: State, catalog: Catalog, registry: Registry | None, *, last_seq: int, max_ts: int,
                      input_event_id: str | None = None, strategy_id: str | None = None,
-                     strategy_state: dict[str, Any] | None = None,
+                     strategy_state: dict[str, Any] | None = None, handlers: dict[str, Any] | None = None,
                      encoder: StateEncoder | None = None) -> dict[str, Any]:
     """The fields of a SnapshotTaken event for `state`; registers the state schema in `registry` first. Pass the
     same `encoder` for every snapshot of one state to encode each terminal order once."""
@@ -302,7 +320,7 @@ def snapshot_payload(state: State, catalog: Catalog, registry: Registry | None, 
     if encoder is None or encoder.et.fingerprint != et.fingerprint:
         encoder = StateEncoder(et)
     value = encoder.encode(state, last_seq=last_seq, max_ts=max_ts, input_event_id=input_event_id,
-                           strategy_id=strategy_id, strategy_state=strategy_state)
+                           strategy_id=strategy_id, strategy_state=strategy_state, handlers=handlers)
     return {"last_seq": last_seq, "state_schema": schema_label(et), "state": value}
 
 
@@ -313,11 +331,14 @@ def read_snapshot(payload: dict[str, Any], catalog: Catalog, registry: Registry)
         raise SchemaError(f"snapshot state_schema {payload['state_schema']!r}: this code restores {STATE_TYPE} only")
     rec = decode(payload["state"], catalog, registry)
     strategy = rec.get("strategy")
+    handlers = rec.get("handlers")
     plain = from_record(rec)
     state = State.restore(plain, rec["last_seq"])
     return Snapshot(state, rec["last_seq"], rec["max_ts"], rec.get("input_event_id"),
                     strategy["strategy_id"] if strategy else None,
-                    {k: _unvalue(v) for k, v in strategy["state"].items()} if strategy else None, plain)
+                    {k: _unvalue(v) for k, v in strategy["state"].items()} if strategy else None, plain,
+                    {"version": handlers["version"], "parts": {k: _unvalue(v) for k, v in handlers["parts"].items()}}
+                    if handlers else None)
 
 
 def roundtrip(state: State, catalog: Catalog | None = None) -> State:

@@ -25,6 +25,20 @@ def q18(value: Decimal) -> Decimal:
     return value.quantize(Q18, context=EXACT)
 
 
+def as_logged(value: Any) -> Any:
+    """A payload's decimals as the log gives them back (18 places), so an input a live session processes is the
+    input its replay processes — the same value and the same text. A decimal with more places is left as it is (the
+    writer refuses it, naming the field)."""
+    if isinstance(value, Decimal):
+        q = value.quantize(Q18, context=EXACT) if value.is_finite() else value
+        return q if q == value else value
+    if isinstance(value, dict):
+        return {k: as_logged(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_logged(v) for v in value]
+    return value
+
+
 def exact_text(d: Decimal) -> str:
     """Exact, normalized, never in exponent form: Decimal('50000.500000000000000000') → '50000.5'."""
     if d.is_zero():

@@ -15,7 +15,7 @@ from runtime.cli import output
 from runtime.cli.context import cli_context
 from runtime.configfiles import risk_file, venue_file
 from runtime.live.credentials import Credentials, load_credentials
-from runtime.live.node import LiveError, LiveNode, LiveSpec
+from runtime.live.node import SNAPSHOT_EVERY, LiveError, LiveNode, LiveSpec
 from runtime.times import parse_timeframe
 
 
@@ -81,6 +81,9 @@ def live(
                                                help="Serve Prometheus metrics on http://ADDR:P/metrics (0: any port)."),
     metrics_addr: str = typer.Option("127.0.0.1", "--metrics-addr", metavar="ADDR",
                                      help="Address the metrics server listens on."),
+    snapshot_every: int = typer.Option(SNAPSHOT_EVERY, "--snapshot-every", min=1, metavar="N",
+                                       help="Events between snapshots (startup restores the latest and replays only "
+                                            "what follows it); fixed for the namespace's life."),
     stream: bool = typer.Option(True, "--stream/--no-stream",
                                 help="Bars from the venue's websocket stream, REST as the fallback (or REST only)."),
 ) -> None:
@@ -90,7 +93,8 @@ def live(
                     params=output.params_option(param or []), risk=limits, queue=queue, paper=paper,
                     paper_venue=venue_file(paper_venue) if paper_venue is not None else VenueConfig(),
                     timeframe=timeframe, timeframe_ns=parse_timeframe(timeframe), history_bars=history,
-                    poll_seconds=poll, fills_seconds=fills_poll, visibility_window_ns=int(window * 1e9))
+                    poll_seconds=poll, fills_seconds=fills_poll, visibility_window_ns=int(window * 1e9),
+                    snapshot_every=snapshot_every)
     exchange_class(venue)
     creds = None if paper else load_credentials(venue, credentials)
     exchange = exchange_for(venue, creds, sandbox_url)
@@ -127,6 +131,7 @@ def live(
     node = LiveNode(cli_context(ctx).open(), spec, exchange, venue_clock=venue_clock, metrics=metrics,
                     secrets=creds.values() if creds else (), stream=kline_stream)
     s = node.run(lambda: stopping[0], max_seconds=max_seconds)
-    sys.stdout.write(f"{s.namespace}: recovered {s.recovered_events:,} events ({s.recovered_inputs:,} inputs), "
+    since = "" if s.snapshot_seq is None else f" after the snapshot at seq {s.snapshot_seq:,}"
+    sys.stdout.write(f"{s.namespace}: recovered {s.recovered_events:,} events{since} ({s.recovered_inputs:,} inputs), "
                      f"{s.inputs:,} inputs this session ({s.bars_streamed:,} bars streamed, {s.bars_polled:,} polled), "
                      f"{s.fills:,} fills, {s.resolved_in_doubt:,} sends in doubt resolved\n")

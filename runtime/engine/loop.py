@@ -12,8 +12,11 @@ Snapshots (`snapshot_every` N > 0): after the step during which the count of eve
 (events emitted, plus inputs folded without being recorded here) reaches N more than at the last snapshot,
 the engine writes a SnapshotTaken as a step of its own: the state (projections/snapshot.py) as it stands at
 that step boundary, with last_seq = the seq of the last event folded and ts_event = the latest ts_event
-folded. The strategy's own state rides along through its optional snapshot() hook. Pending timers, the
-outbound queue and the venue adapter are not in it: they are handler state, not projections.
+folded. The strategy's own state rides along through its optional snapshot() hook. With `snapshot_handlers`
+(live namespaces) it also carries what the handlers hold between steps — the engine's clock, pending timers and
+intents awaiting release, the outbound queue, the venue — as versioned plain data (HANDLER_STATE_VERSION), so a
+restart restores the snapshot and replays only the inputs after it (runtime/live/resume.py). A backtest's snapshots
+leave it out: its inputs live in its source, and a replay re-runs them.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from collections import deque
 from decimal import Decimal
 from typing import Any, Callable, Iterable
 
-from eventstore.writer import Draft, Writer
+from eventstore.writer import Draft, Writer, own_fields
 from handlers.strategy import Strategy
 from projections.state import State
 from runtime.engine.ports import Emitted, Queue, Risk, Venue
@@ -31,6 +34,7 @@ from schemas.names import STRATEGY_CALLBACKS, VENUE_REPORTS
 
 MARKET_CALLBACKS = STRATEGY_CALLBACKS
 ORDER_EVENTS = frozenset(VENUE_REPORTS)
+HANDLER_STATE_VERSION = 1  # the layout of handler_state()'s parts; a snapshot of another version is not restored
 
 
 class Engine:
@@ -38,7 +42,7 @@ class Engine:
 
     def __init__(self, *, writer: Writer, state: State, strategy_cls: type[Strategy], params: Any, risk: Risk,
                  queue: Queue, venue: Venue, strategy_id: str, record_inputs: bool, group: int = 1,
-                 snapshot_every: int = 0, clock: Callable[[], int] | None = None):
+                 snapshot_every: int = 0, clock: Callable[[], int] | None = None, snapshot_handlers: bool = False):
         self.writer = writer
         self.clock = clock  # live: ts_init is when the runtime made or received the event; else its event time
         self.namespace = writer.namespace
@@ -62,6 +66,7 @@ class Engine:
         self.strategy = strategy_cls(params, _StrategyContext(self))
         self.events = 0
         self.snapshot_every = snapshot_every
+        self.snapshot_handlers = snapshot_handlers
         self.inputs = 0  # inputs folded into state without being recorded in this namespace
         self.max_ts = 0  # largest ts_event folded
         self.last_input: str | None = None  # event id of the last such input (e.g. 'src:1234')
@@ -208,10 +213,11 @@ class Engine:
 
     def flush(self) -> None:
         """Commit pending steps, then let the venue adapter send what they recorded (write-ahead)."""
-        if self._steps:
-            self.writer.append_steps(self._steps)
+        steps = self._steps
+        if steps:
+            self.writer.append_steps(steps)
             self._steps = []
-        self.venue.after_commit()
+        self.venue.after_commit(steps)
 
     def take_snapshot(self) -> int:
         """Write a SnapshotTaken of the state as it stands (call at a step boundary); returns its seq."""
@@ -226,6 +232,7 @@ class Engine:
         payload = snapshot_payload(self.state, self.writer.catalog, self.writer.registry, last_seq=seq - 1,
                                    max_ts=self.max_ts, input_event_id=None if self.record_inputs else self.last_input,
                                    strategy_id=self.strategy_id, strategy_state=self.strategy.snapshot(),
+                                   handlers=self.handler_state() if self.snapshot_handlers else None,
                                    encoder=self._encoder)
         self._next_seq += 1
         self._steps.append([Draft("SnapshotTaken", payload, self.max_ts, "", "runtime", None, None, self.now)])
@@ -234,6 +241,34 @@ class Engine:
         if self.on_emit is not None:
             self.on_emit("SnapshotTaken", payload, self.max_ts)
         return seq
+
+    def note_snapshot(self) -> None:
+        """A replay passed a SnapshotTaken of the log: count it as take_snapshot did (replays do not decide
+        snapshots — a session killed between a step and its snapshot leaves the log without one — the log does)."""
+        self._next_seq += 1
+        self.events += 1
+        self._snapshot_at = self.events + self.inputs
+
+    def handler_state(self) -> dict[str, Any]:
+        """What the handlers hold between steps, as plain data, for a snapshot taken now (counting itself)."""
+        engine = {"now": self.now, "max_ts": self.max_ts, "events": self.events + 1, "timer_n": self._timer_n,
+                  "timers": [list(t) for t in sorted(self._timers)],
+                  "orders": [own_fields(o) for o in self.orders.values()]}  # intents awaiting release
+        return {"version": HANDLER_STATE_VERSION, "parts": {"engine": engine, "queue": self.queue.snapshot(),
+                                                            "venue": self.venue.snapshot()}}
+
+    def restore_handlers(self, handlers: dict[str, Any]) -> None:
+        """Continue from what handler_state() gave (the projections and the strategy are restored by the caller)."""
+        parts = handlers["parts"]
+        engine = parts["engine"]
+        self.now, self.max_ts, self.events = engine["now"], engine["max_ts"], engine["events"]
+        self._timer_n = engine["timer_n"]
+        self._timers = [(t, n, name) for t, n, name in engine["timers"]]
+        heapq.heapify(self._timers)
+        self.orders = {o["client_order_id"]: o for o in engine["orders"]}
+        self._snapshot_at = self.events + self.inputs
+        self.queue.restore(parts["queue"])
+        self.venue.restore(parts["venue"])
 
     def stop(self, run_stopped: dict[str, Any] | None = None) -> None:
         self.strategy.on_stop()

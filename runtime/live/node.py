@@ -1,7 +1,7 @@
 """`tape live`: one session of the live runtime on a namespace — recover, reconcile, then trade until stopped.
 
-Startup (runtime/live/resume.py): the namespace's inputs are replayed through a fresh engine, which rebuilds all
-state and writes nothing; the venue adapter learns from the log which orders it sent, which answers it read, which
+Startup (runtime/live/resume.py): the latest snapshot is restored (projections, strategy, handlers) and the
+namespace's inputs after it are replayed through the engine, which rebuilds all state and writes nothing; the venue adapter learns from the log which orders it sent, which answers it read, which
 fills it folded. Then the session starts: RunStarted, the instruments from the venue's markets, (live) the venue's
 balances as a reported AccountState, and reconciliation — every send whose outcome the log does not hold is looked
 up by client order id (never sent again), fills since the last recorded trade are read from the venue's trade
@@ -17,11 +17,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from eventstore.replay import Event
+from eventstore.seek import last_event
 from eventstore.store import Log
+from eventstore.writer import own_fields
 from handlers.queue import OutboundQueue, QueueConfig
 from handlers.risk.engine import RiskEngine
 from handlers.risk.limits import RiskLimits
-from handlers.strategy import load_strategy, params_as_strings, parse_params
+from handlers.strategy import Strategy, load_strategy, params_as_strings, parse_params
 from handlers.venues.ccxt.adapter import CcxtVenue, credentials_refused
 from handlers.venues.ccxt.clock import ExchangeClock, VenueClock
 from handlers.venues.ccxt.errors import one_line
@@ -30,12 +32,13 @@ from handlers.venues.ccxt.mapping import instrument_id, instrument_payload
 from handlers.venues.ccxt.reconcile import balance_mismatches, blocking, halt_reason
 from handlers.venues.sim.config import VenueConfig
 from handlers.venues.sim.venue import SimulatedVenue
+from projections.snapshot import Snapshot, read_snapshot
 from projections.state import State
 from runtime.backtest.runner import code_version
-from runtime.engine.loop import Engine
+from runtime.engine.loop import HANDLER_STATE_VERSION, Engine
 from runtime.live.resume import Replayed, ReplayWriter, replay_inputs
 from runtime.replay.recovery import run_started
-from schemas.decimals import canonical_json
+from schemas.decimals import as_logged, canonical_json
 from schemas.errors import TapeError
 from schemas.ids import order_id_prefix
 
@@ -89,6 +92,7 @@ class Session:
     namespace: str
     recovered_events: int = 0
     recovered_inputs: int = 0
+    snapshot_seq: int | None = None  # the snapshot recovery started from (None: the log from seq 1)
     inputs: int = 0
     resolved_in_doubt: int = 0
     fills: int = 0
@@ -101,7 +105,7 @@ class LiveNode:
 
     def __init__(self, log: Log, spec: LiveSpec, exchange: Any, *, clock: Callable[[], int] = time.time_ns,
                  venue_clock: VenueClock | None = None, secrets: tuple[str, ...] = (), stream: Any = None,
-                 metrics: Any = None):
+                 metrics: Any = None, use_snapshots: bool = True, snapshot_to_seq: int | None = None):
         if not spec.namespace.startswith("live-"):
             raise LiveError(f"namespace {spec.namespace!r}: a live namespace is named live-NAME (e.g. live-btc)")
         self.log, self.spec, self.exchange, self.clock = log, spec, exchange, clock
@@ -116,6 +120,7 @@ class LiveNode:
                                  own_prefix=order_id_prefix(spec.namespace))
         self.feed = BarFeed(exchange, self.symbols, spec.timeframe, spec.timeframe_ns, self.venue_clock.now,
                             history=spec.history_bars)
+        self.use_snapshots, self.snapshot_to_seq = use_snapshots, snapshot_to_seq  # where recovery may start
         self.stream = stream  # a KlineStream (stream.py) or None: bars over REST only
         self.metrics = metrics  # runtime.ops.metrics.SessionMetrics or None
         self._due_since: dict[str, float] = {}  # instrument → when (monotonic) its next bar became due
@@ -170,35 +175,67 @@ class LiveNode:
                             f"{dict(first['params'])} and its own config; resume it with the same ones, or start a new "
                             "namespace to change them")
 
-    def _engine(self, writer: Any) -> Engine:
+    def _engine(self, writer: Any, state: State) -> Engine:
         spec = self.spec
-        state = State()
         venue: Any = SimulatedVenue(replace(spec.paper_venue, name=spec.venue_name), state) if spec.paper \
             else self.adapter
         return Engine(writer=writer, state=state, strategy_cls=self.strategy_cls, params=self.params,
                       risk=RiskEngine(spec.risk), queue=OutboundQueue(replace(spec.queue, venue=spec.venue_name)),
                       venue=venue, strategy_id=self.strategy_cls.name, record_inputs=True, group=1,
-                      snapshot_every=spec.snapshot_every, clock=self.clock)
+                      snapshot_every=spec.snapshot_every, clock=self.clock,
+                      snapshot_handlers=self._restorable)
+
+    @property
+    def _restorable(self) -> bool:
+        """Snapshots carry everything a restart needs only when the strategy keeps its own state in them."""
+        return self.strategy_cls.snapshot is not Strategy.snapshot
+
+    def _snapshot(self) -> tuple[int, Snapshot] | None:
+        """The namespace's latest snapshot that holds the handlers' state of this code's layout, and its seq."""
+        if not self._restorable or not self.use_snapshots:
+            return None
+        ev = last_event(self.log, self.spec.namespace, "SnapshotTaken", to_seq=self.snapshot_to_seq)
+        if ev is None:
+            return None
+        snap = read_snapshot(ev.data, self.log.catalog, self.log.registry(self.spec.namespace))
+        if snap.handlers is None or snap.handlers["version"] != HANDLER_STATE_VERSION:
+            return None  # written before handlers were snapshotted (or in another layout): replay from seq 1
+        return ev.seq, snap
 
     def _recover(self) -> Engine:
         ns = self.spec.namespace
-        replay = ReplayWriter(ns, self.log.catalog, self.log.registry(ns), iter(self.log.replay(ns)))
-        engine = self._engine(replay)
+        exists = ns in self.log.namespaces()
+        found_snapshot = self._snapshot() if exists else None
+        from_seq = 1 if found_snapshot is None else found_snapshot[0] + 1
+        replay = ReplayWriter(ns, self.log.catalog, self.log.registry(ns), iter(self.log.replay(ns, from_seq=from_seq)),
+                              next_seq=from_seq)
+        engine = self._engine(replay, State() if found_snapshot is None else found_snapshot[1].state)
+        if found_snapshot is not None:
+            seq, snap = found_snapshot
+            if snap.strategy_state is not None:
+                engine.strategy.restore(snap.strategy_state)
+            engine.restore_handlers(snap.handlers)
+            for bar in snap.state.market.last_bar.values():  # where the feed resumes, as the log says
+                self.feed.learn("Bar", bar)
+            self.session.snapshot_seq = seq
         self.adapter.sending = False
+        engine.snapshot_every = 0  # while the log replays, its own SnapshotTakens say where snapshots are
 
         def learn(e: Event) -> None:
             self.adapter.learn(e.name, e.data, e.envelope["ts_init"])
             self.feed.learn(e.name, e.data)
 
         def session_start(e: Event, first: bool) -> None:
-            engine.start(e.ts_event, {k: v for k, v in e.data.items() if k != "envelope"}, open_venue=first)
+            engine.start(e.ts_event, own_fields(e.data), open_venue=first)
 
         def session_stop(e: Event) -> None:
-            engine.stop({k: v for k, v in e.data.items() if k != "envelope"})
+            engine.stop(own_fields(e.data))
 
         found: Replayed = replay_inputs(self.log, ns, engine, learn=learn, session_start=session_start,
-                                        session_stop=session_stop) if ns in self.log.namespaces() else Replayed()
+                                        session_stop=session_stop, from_seq=from_seq,
+                                        sessions=0 if found_snapshot is None else 1) if exists else Replayed()
         engine.flush()
+        engine.snapshot_every = self.spec.snapshot_every
         self.adapter.sending = True
         self.adapter.reports.clear()
         engine.writer = self.writer
@@ -301,7 +338,7 @@ class LiveNode:
         if m is not None:
             m.ordered = False
         t = time.perf_counter()
-        self.engine.process(name, payload, ts, source=f"{source}:{self.spec.venue_name}")
+        self.engine.process(name, as_logged(payload), ts, source=f"{source}:{self.spec.venue_name}")
         self.session.inputs += 1
         if m is not None:
             done = time.perf_counter()

@@ -8,6 +8,12 @@ counters, the outbound queue, pending timers, the simulated venue's book in pape
 engine writes nothing (`ReplayWriter` checks each derived event against the one the log holds at that place and
 raises RecoveryDiverged at the first difference) and the venue adapter sends nothing. Then the node hands the
 engine its real writer and the loop continues.
+
+A live namespace's snapshots carry the handlers' state too (runtime/engine/loop.py `handler_state`), so startup
+restores the latest one and replays only the inputs after it: the same state, in a time that does not grow with
+the log. Snapshots are states, not facts: a replay does not derive them (a session killed between a step and its
+snapshot leaves none there); it counts those the log holds (`Engine.note_snapshot`), so event numbering and the
+snapshot cadence continue as they were.
 """
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ from typing import Any, Callable, Iterator
 
 from eventstore.replay import Event
 from eventstore.store import Log
-from eventstore.writer import Draft
+from eventstore.writer import Draft, own_fields
 from schemas.errors import TapeError
 
 INPUT_SOURCES = ("feed:", "report:")  # what a live namespace records as inputs (the engine derives the rest)
@@ -48,6 +54,8 @@ class ReplayWriter:
         for step in steps:
             for d in step:
                 rec = next(self.expected, None)
+                while rec is not None and rec.name == "SnapshotTaken":  # not derived here (Engine.note_snapshot)
+                    rec = next(self.expected, None)
                 if rec is None or rec.name != d.type or (d.payload.get("client_order_id") !=
                                                        rec.data.get("client_order_id")):
                     where = f"seq {rec.seq}: the log holds {rec.name}" if rec is not None else "past the log's end"
@@ -73,10 +81,12 @@ class Replayed:
 
 
 def replay_inputs(log: Log, namespace: str, engine: Any, *, learn: Callable[[Event], None],
-                  session_start: Callable[[Event, bool], None], session_stop: Callable[[Event], None]) -> Replayed:
-    """Drive `engine` (built on a ReplayWriter over the same events) through the namespace's inputs and sessions."""
-    out = Replayed()
-    for e in log.replay(namespace):
+                  session_start: Callable[[Event, bool], None], session_stop: Callable[[Event], None],
+                  from_seq: int = 1, sessions: int = 0) -> Replayed:
+    """Drive `engine` (built on a ReplayWriter over the same events) through the namespace's inputs and sessions
+    from `from_seq` (after a snapshot it was restored from: `sessions` started before it)."""
+    out = Replayed(sessions=sessions)
+    for e in log.replay(namespace, from_seq=from_seq):
         learn(e)
         out.events += 1
         out.last_ts = max(out.last_ts, e.ts_event)
@@ -85,8 +95,10 @@ def replay_inputs(log: Log, namespace: str, engine: Any, *, learn: Callable[[Eve
             out.sessions += 1
         elif e.name == "RunStopped":
             session_stop(e)
+        elif e.name == "SnapshotTaken":
+            engine.note_snapshot()
         elif is_input(e):
-            data = {k: v for k, v in e.data.items() if k != "envelope"}
+            data = own_fields(e.data)
             engine.process(e.name, data, e.ts_event, source=e.envelope["source"])
             out.inputs += 1
     return out

@@ -199,7 +199,7 @@ def test_restore_after_recovery_lets_cancels_through():
         client_order_id, leaves_quantity = "old", D(1)
 
     q = OutboundQueue(parse_queue_config({}))
-    q.restore([O()])
+    q.adopt([O()])
     assert q.offer_cancel(cancel("old"), T0) == [released_cancel("old")]
     assert q.offer(order("n"), T0) == [held("n", "cancel_in_flight", None)]
     assert q.offer(order("old"), T0)[0][1]["rule"] == "duplicate_client_order_id"

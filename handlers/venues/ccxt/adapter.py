@@ -73,6 +73,80 @@ class VenueOrders:
     open: set[str] = field(default_factory=set)  # accepted at the venue, not yet terminal in the log
 
 
+@dataclass
+class Knowledge:
+    """What the adapter knows of this namespace's orders from the venue's answers: kept twice — as answers arrive
+    (the adapter's working copy) and as steps are committed (`CcxtVenue.recorded`, the fold recovery rebuilds from
+    the log, which a snapshot carries: an answer not yet recorded must not be known after a restart)."""
+
+    orders: VenueOrders = field(default_factory=VenueOrders)
+    in_doubt: dict[str, InDoubt] = field(default_factory=dict)
+    cancels: set[str] = field(default_factory=set)  # client order ids whose released cancel has no answer yet
+
+    def learn(self, name: str, data: dict[str, Any], ts_init: int) -> None:
+        """Fold one recorded event (a send in doubt until its answer is recorded too)."""
+        if name == "OrderSubmitted":
+            cid = data["client_order_id"]
+            self.orders.instrument[cid] = data["instrument_id"]
+            self.orders.quantity[cid] = data["quantity"]
+            self.in_doubt[cid] = InDoubt(data["instrument_id"], cid, ts_init)  # until the venue's answer is read
+        elif name == "OrderReleased" and data.get("action") == "CANCEL":
+            self.cancels.add(data["client_order_id"])
+        else:
+            self.fold(name, data)
+
+    def fold(self, name: str, data: dict[str, Any]) -> bool:
+        """One venue answer, recorded or just reported: the one rule for what it tells the adapter. True when it
+        ends the order."""
+        cid = data.get("client_order_id")
+        if cid is None or name not in VENUE_ANSWERS:
+            return False
+        orders = self.orders
+        if data.get("venue_order_id"):
+            orders.by_venue_id[data["venue_order_id"]] = cid
+        if name == "OrderCancelRejected":
+            self.cancels.discard(cid)  # the cancel is answered; it says nothing of whether the order is there
+            return False
+        if name == "OrderOutcomeUnknown":
+            return False
+        self.in_doubt.pop(cid, None)
+        if name == "OrderAccepted":
+            orders.open.add(cid)
+        elif name == "OrderFilled":
+            iid, tid = data["instrument_id"], data["trade_id"]
+            orders.trades_seen.setdefault(iid, set()).add(tid)
+            orders.trade_cursor[iid] = max_id(orders.trade_cursor.get(iid), tid)
+            filled = orders.filled[cid] = orders.filled.get(cid, ZERO) + data["last_quantity"]
+            if filled >= orders.quantity.get(cid, filled):
+                orders.open.discard(cid)
+                self.cancels.discard(cid)
+            else:
+                orders.open.add(cid)
+        else:  # rejected, absent, canceled, expired: the order is over
+            orders.open.discard(cid)
+            self.cancels.discard(cid)
+            return True
+        return False
+
+    def snapshot(self) -> dict[str, Any]:
+        """As plain data, every collection in a fixed order (the same knowledge gives the same bytes)."""
+        o = self.orders
+        return {"by_venue_id": dict(sorted(o.by_venue_id.items())), "instrument": dict(sorted(o.instrument.items())),
+                "trades_seen": {iid: sorted(ids) for iid, ids in sorted(o.trades_seen.items())},
+                "trade_cursor": dict(sorted(o.trade_cursor.items())), "quantity": dict(sorted(o.quantity.items())),
+                "filled": dict(sorted(o.filled.items())), "open": sorted(o.open),
+                "in_doubt": [[d.instrument_id, d.client_order_id, d.since_ns, d.lookups]
+                             for _, d in sorted(self.in_doubt.items())],
+                "cancels": sorted(self.cancels)}
+
+    @classmethod
+    def restore(cls, state: dict[str, Any]) -> Knowledge:
+        orders = VenueOrders(dict(state["by_venue_id"]), dict(state["instrument"]),
+                             {iid: set(ids) for iid, ids in state["trades_seen"].items()}, dict(state["trade_cursor"]),
+                             dict(state["quantity"]), dict(state["filled"]), set(state["open"]))
+        return cls(orders, {row[1]: InDoubt(*row) for row in state["in_doubt"]}, set(state["cancels"]))
+
+
 @dataclass(frozen=True)
 class Terminal:
     """A cancel or expiry the venue reported, held until the log has every fill the venue counted before it."""
@@ -96,14 +170,25 @@ class CcxtVenue:
         self.venue_now = venue_now or ExchangeClock(exchange, clock).now  # what reports are stamped with
         self.visibility_window_ns = visibility_window_ns
         self.secrets = secrets
-        self.orders = VenueOrders()
-        self.in_doubt: dict[str, InDoubt] = {}
+        self.known = Knowledge()  # as the venue's answers arrive
+        self.recorded = Knowledge()  # as the log holds them (what a snapshot carries)
         self.settling: dict[str, Terminal] = {}  # client order id → its terminal report, waiting for fills
         self.foreign: set[str] = set()  # venue order ids of orders this namespace did not place, reported once
-        self.cancels: set[str] = set()  # client order ids whose released cancel has no answer in the log yet
         self.reports: list[Report] = []
         self._outbox: list[tuple[str, dict[str, Any]]] = []  # ("submit", order) | ("cancel", {iid, cid})
         self.sending = True  # False while the engine replays the log: nothing leaves the process
+
+    @property
+    def orders(self) -> VenueOrders:
+        return self.known.orders
+
+    @property
+    def in_doubt(self) -> dict[str, InDoubt]:
+        return self.known.in_doubt
+
+    @property
+    def cancels(self) -> set[str]:
+        return self.known.cancels
 
     # ---- the engine's calls (inside a step: record, never send) ----------------------------------------------
 
@@ -127,8 +212,13 @@ class CcxtVenue:
             self._outbox.append(("cancel", {"instrument_id": instrument_id, "client_order_id": client_order_id}))
         return []
 
-    def after_commit(self) -> None:
+    def after_commit(self, committed: Any = ()) -> None:
         """Send what the committed steps recorded, in order; each answer becomes a report."""
+        if self.sending:  # (while the log replays, the node's learn() folds what it holds)
+            learn = self.recorded.learn
+            for step in committed:
+                for d in step:
+                    learn(d.type, d.payload, d.ts_init)
         outbox, self._outbox = self._outbox, []
         for action, item in outbox:
             if action == "submit":
@@ -358,44 +448,22 @@ class CcxtVenue:
     # ---- what the log says (recovery) --------------------------------------------------------------------------
 
     def learn(self, name: str, data: dict[str, Any], ts_init: int) -> None:
-        """Fold one recorded event into what the adapter knows (venue ids, fills seen, sends in doubt)."""
-        if name == "OrderSubmitted":
-            cid = data["client_order_id"]
-            self.orders.instrument[cid] = data["instrument_id"]
-            self.orders.quantity[cid] = data["quantity"]
-            self.in_doubt[cid] = InDoubt(data["instrument_id"], cid, ts_init)  # until the venue's answer is read
-        else:
-            self._fold(name, data)
+        """Fold one event the log holds (recovery): into what the log says, and the working copy alike."""
+        self.recorded.learn(name, data, ts_init)
+        self.known.learn(name, data, ts_init)
 
     def _fold(self, name: str, data: dict[str, Any]) -> None:
-        """One venue answer, recorded or just reported: the one rule for what it tells the adapter."""
-        cid = data.get("client_order_id")
-        if cid is None or name not in VENUE_ANSWERS:
-            return
-        if data.get("venue_order_id"):
-            self.orders.by_venue_id[data["venue_order_id"]] = cid
-        if name == "OrderCancelRejected":
-            self.cancels.discard(cid)  # the cancel is answered; it says nothing of whether the order is there
-            return
-        if name == "OrderOutcomeUnknown":
-            return
-        self.in_doubt.pop(cid, None)
-        if name == "OrderAccepted":
-            self.orders.open.add(cid)
-        elif name == "OrderFilled":
-            iid, tid = data["instrument_id"], data["trade_id"]
-            self.orders.trades_seen.setdefault(iid, set()).add(tid)
-            self.orders.trade_cursor[iid] = max_id(self.orders.trade_cursor.get(iid), tid)
-            filled = self.orders.filled[cid] = self.orders.filled.get(cid, ZERO) + data["last_quantity"]
-            if filled >= self.orders.quantity.get(cid, filled):
-                self.orders.open.discard(cid)
-                self.cancels.discard(cid)
-            else:
-                self.orders.open.add(cid)
-        else:  # rejected, absent, canceled, expired: the order is over
-            self.orders.open.discard(cid)
-            self.settling.pop(cid, None)
-            self.cancels.discard(cid)
+        if self.known.fold(name, data):
+            self.settling.pop(data["client_order_id"], None)
+
+    def snapshot(self) -> dict[str, Any]:
+        """What the log says, as of the last committed step (answers received but not recorded yet excluded)."""
+        return self.recorded.snapshot()
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a snapshot: what the log said then, for both copies (the log's tail is learned next)."""
+        self.recorded = Knowledge.restore(state)
+        self.known = Knowledge.restore(state)
 
 
 VENUE_ANSWERS = frozenset({"OrderAccepted", "OrderRejected", "OrderResolvedAbsent", "OrderCanceled", "OrderExpired",

@@ -92,10 +92,11 @@ same fill with; an AccountState after fills only when emit_account_state is true
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from decimal import ROUND_FLOOR, Decimal, localcontext
 from typing import Any
 
+from eventstore.writer import own_fields
 from handlers.venues.sim.account import SimAccount
 from handlers.venues.sim.config import VenueConfig
 from handlers.venues.sim.fills import STOPS, Plan, bar_path, last_seen_price, plan_fill
@@ -230,8 +231,51 @@ class SimulatedVenue:
         self._after(out)
         return out
 
-    def after_commit(self) -> None:
+    def after_commit(self, committed: Any = ()) -> None:
         """Nothing to send: the simulation acts inside the engine's calls."""
+
+    # ---- snapshots (paper sessions restart from them) --------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The book, the orders on their way, the account and the counters as plain data (between steps)."""
+        timed = []
+        for t, rank, seq, kind, item in sorted(self._timed, key=_heap_key):
+            if kind == "order":
+                ref: Any = _order_row(item)
+            elif kind == "cancel":
+                ref = list(item)
+            else:  # an expiry names an order that arrived (it is in _orders)
+                ref = item.cid
+            timed.append([t, rank, seq, kind, ref])
+        used = {iid: [own_fields(u[0]), u[1], u[2], self._last.get(iid, (None, None))[1] is u[0]]
+                for iid, u in self._used.items()}
+        return {"orders": [_order_row(o) for o in self._orders.values()],
+                "book": {iid: [o.cid for o in book] for iid, book in self._book.items()}, "timed": timed,
+                "seq": self._seq, "trade_n": self._trade_n, "order_n": self._order_n,
+                "last": {iid: [name, own_fields(data)] for iid, (name, data) in self._last.items()}, "used": used,
+                "balances": dict(self.account.balances),
+                "positions": [{f.name: getattr(p, f.name) for f in fields(p)} for p in self.account.positions.values()]}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from what snapshot() gave; the shared book and last-event maps are refilled in place."""
+        from projections.accounting import Position
+
+        self._orders = {row[1]: _Order(*row) for row in state["orders"]}
+        self._book.clear()
+        self._book.update({iid: [self._orders[c] for c in cids] for iid, cids in state["book"].items()})
+        self._timed = []
+        for t, rank, seq, kind, ref in state["timed"]:
+            item = _Order(*ref) if kind == "order" else tuple(ref) if kind == "cancel" else self._orders[ref]
+            self._timed.append((t, rank, seq, kind, item))
+        heapq.heapify(self._timed)
+        self._seq, self._trade_n, self._order_n = state["seq"], state["trade_n"], state["order_n"]
+        self._last.clear()
+        self._last.update({iid: (name, data) for iid, (name, data) in state["last"].items()})
+        # what a market event's volume already gave, tied to that event (the same object as the last one seen)
+        self._used = {iid: [self._last[iid][1] if same else data, a, b]
+                      for iid, (data, a, b, same) in state["used"].items()}
+        self.account.balances = dict(state["balances"])
+        self.account.positions = {p["instrument_id"]: Position(**p) for p in state["positions"]}
 
     # ---- time ---------------------------------------------------------------------------------------------
 
@@ -491,3 +535,12 @@ def _plan_order(item: tuple[Any, ...]) -> tuple[Any, ...]:
 
 def _ts(event: Execution) -> int:
     return event[2]
+
+
+def _heap_key(entry: tuple[Any, ...]) -> tuple[int, int, int]:
+    return entry[0], entry[1], entry[2]
+
+
+def _order_row(o: _Order) -> list[Any]:
+    """An order's fields in declaration order (what _Order(*row) takes back)."""
+    return [getattr(o, f.name) for f in fields(o)]

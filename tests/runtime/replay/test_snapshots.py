@@ -210,13 +210,13 @@ def test_state_schema_is_registered_and_named_in_snapshot_taken(live, tmp_path):
 
 
 def test_an_older_state_schema_decodes_through_resolution():
-    """A snapshot written with a previous EngineState (here: without the strategy field, which today's schema
-    adds with a default) is read with today's record through Avro schema resolution."""
+    """A snapshot written with a previous EngineState (here: without the strategy and handlers fields, which
+    today's schema adds with defaults) is read with today's record through Avro schema resolution."""
     from eventstore.catalog import EventType, build_event_type
 
     current = CATALOG.record("EngineState")
     old_raw = copy.deepcopy(current.schema)
-    old_raw["fields"] = [f for f in old_raw["fields"] if f["name"] != "strategy"]
+    old_raw["fields"] = [f for f in old_raw["fields"] if f["name"] not in ("strategy", "handlers")]
     old: EventType = build_event_type(old_raw, {}, "state")
     assert old.fingerprint != current.fingerprint
     registry = Registry()
@@ -224,10 +224,10 @@ def test_an_older_state_schema_decodes_through_resolution():
     state = fold([(n, d, ts, 0) for n, d, ts in random_log([(i % 12, i * 7 % 1000, i * 3 % 1000, i % 9)
                                                             for i in range(150)])])
     rec = to_record(state.snapshot(), last_seq=150, max_ts=5)
-    del rec["strategy"]
+    del rec["strategy"], rec["handlers"]
     payload = {"last_seq": 150, "state_schema": schema_label(old), "state": encode_value(old, rec)}
     snap = read_snapshot(payload, CATALOG, registry)
-    assert snap.strategy_state is None and snap.last_seq == 150
+    assert snap.strategy_state is None and snap.handlers is None and snap.last_seq == 150
     assert snap.state.snapshot() == state.snapshot()
 
 

@@ -318,3 +318,81 @@ def test_a_fill_left_behind_the_trade_cursor_is_found_by_its_orders_id():
     after.check_orders()
     after.poll_fills()
     assert after.drain() == []  # once
+
+
+# ---- what a snapshot carries: the log's knowledge, never an answer not yet recorded ----------------------------
+
+def recorded_events(seed: int, n: int = 300) -> list[tuple[str, dict, int]]:
+    """A seeded sequence of events as a live namespace records them: submits, their answers, fills, cancels."""
+    import random
+
+    rng = random.Random(seed)
+    out: list[tuple[str, dict, int]] = []
+    live: list[str] = []
+    trade = 1000
+    for i in range(n):
+        ts = 1_700_000_000_000_000_000 + i * 10**9
+        roll = rng.random()
+        if roll < 0.3 or not live:
+            cid = f"t1-{i}"
+            live.append(cid)
+            out.append(("OrderSubmitted", {**order(cid), "quantity": Decimal("0.30")}, ts))
+            continue
+        cid = rng.choice(live)
+        base = {"instrument_id": IID, "client_order_id": cid, "venue_order_id": f"v{cid}"}
+        if roll < 0.5:
+            out.append(("OrderAccepted", base, ts))
+        elif roll < 0.7:
+            trade += rng.randint(1, 3)
+            out.append(("OrderFilled", {**base, "trade_id": str(trade), "last_quantity": Decimal("0.1")}, ts))
+        elif roll < 0.8:
+            out.append(("OrderReleased", {"instrument_id": IID, "client_order_id": cid, "venue": "BINANCE",
+                                          "action": "CANCEL"}, ts))
+        elif roll < 0.9:
+            out.append((rng.choice(["OrderCanceled", "OrderCancelRejected", "OrderExpired", "OrderRejected"]),
+                        base, ts))
+        else:
+            out.append(("OrderOutcomeUnknown", {"instrument_id": IID, "client_order_id": cid, "venue": "BINANCE",
+                                                "action": "SUBMIT", "error": "timeout"}, ts))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_knowledge_restored_at_any_cut_continues_as_the_whole_fold(seed):
+    from handlers.venues.ccxt.adapter import Knowledge
+
+    events = recorded_events(seed)
+    whole = Knowledge()
+    for name, data, ts in events:
+        whole.learn(name, data, ts)
+    assert whole.orders.trades_seen and whole.in_doubt and whole.orders.open  # it knows something of each kind
+    for cut in range(0, len(events), 37):
+        part = Knowledge()
+        for name, data, ts in events[:cut]:
+            part.learn(name, data, ts)
+        resumed = Knowledge.restore(part.snapshot())
+        for name, data, ts in events[cut:]:
+            resumed.learn(name, data, ts)
+        assert resumed == whole, f"cut at {cut}"
+
+
+def test_a_snapshot_holds_what_is_committed_not_an_answer_still_to_be_recorded():
+    """The adapter sends once a step commits, and the venue's answer waits in `reports` until the node records it:
+    a snapshot taken in between must say "submitted, no answer" (recovery then looks it up), never "accepted"."""
+    from eventstore.writer import Draft
+
+    ex, clock = StubExchange(), Clock()
+    ex.fill_on_accept = False
+    v = venue(ex, clock)
+    o = {**order("t1-1"), "venue": "BINANCE"}
+    v.submit(o, 0)
+    v.after_commit([[Draft("OrderSubmitted", o, 0, ts_init=clock.ns)]])
+    assert [r[0] for r in v.reports] == ["OrderAccepted"]  # answered, not recorded yet
+    assert "t1-1" in v.orders.open  # the working copy knows
+    snap = v.snapshot()
+    assert snap["open"] == [] and [d[1] for d in snap["in_doubt"]] == ["t1-1"]
+    answer = v.drain()[0]  # the node records it: a later step, committed
+    v.after_commit([[Draft(answer[0], answer[1], answer[2], ts_init=clock.ns)]])
+    snap = v.snapshot()
+    assert snap["open"] == ["t1-1"] and snap["in_doubt"] == []
+    assert snap["by_venue_id"] == {"1": "t1-1"}
