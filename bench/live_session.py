@@ -67,12 +67,12 @@ def stamped_poll(self, instruments=None):
 feed.BarFeed.take, feed.BarFeed.poll = stamped_take, stamped_poll
 
 inp = node.LiveNode._input
-def on_input(self, name, payload, ts, source):
+def on_input(self, name, payload, ts, source, *rest):
     if name == "Bar":
         last[0] = received.pop((payload["instrument_id"], payload["open_ts"]), None)
         for k in marks:
             marks[k] = None
-    return inp(self, name, payload, ts, source)
+    return inp(self, name, payload, ts, source, *rest)
 node.LiveNode._input = on_input
 
 def mark(*kinds):

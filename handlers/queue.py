@@ -29,6 +29,7 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any, Iterable
 
+from projections.snapshot import ROW
 from schemas.errors import TapeError
 from schemas.names import ENDINGS
 
@@ -209,7 +210,7 @@ class OutboundQueue:
         held = [[i.seq, i.kind, i.instrument_id, i.client_order_id, i.quantity, i.intent_id, i.reason]
                 for i in self._held.values()]
         return {"tat": None if self._tat is None else str(self._tat), "seq": self._seq, "held": held,
-                "seen": sorted(self._seen), "open": dict(self._open),
+                "seen": ROW.join(sorted(self._seen)), "open": dict(self._open),
                 "cancels": {iid: sorted(per) for iid, per in self._cancels.items()},
                 "canceled_early": sorted(self._canceled_early)}
 
@@ -219,7 +220,7 @@ class OutboundQueue:
         self._seq = state["seq"]
         self._held = {row[0]: _Item(*row) for row in state["held"]}
         self._held_orders = {i.client_order_id: i.seq for i in self._held.values() if i.kind == "order"}
-        self._seen = set(state["seen"])
+        self._seen = set(state["seen"].split(ROW)) if state["seen"] else set()
         self._open = dict(state["open"])
         self._cancels = {iid: dict.fromkeys(cids, True) for iid, cids in state["cancels"].items()}
         self._canceled_early = set(state["canceled_early"])

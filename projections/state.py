@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from projections.incidents import Incidents
 from projections.market import MarketState
 from projections.orders import Orders
 from projections.portfolio import Portfolio
@@ -11,13 +12,15 @@ from schemas.names import MARKET
 
 
 class State:
-    """Market, orders, portfolio and risk state; `apply` is the one fold both backtest and recovery use."""
+    """Market, orders, portfolio, risk state and open incidents; `apply` is the one fold both backtest and recovery
+    use."""
 
     def __init__(self) -> None:
         self.market = MarketState()
         self.orders = Orders()
         self.portfolio = Portfolio(self.market)
         self.risk = RiskState(self.portfolio)
+        self.incidents = Incidents()
         self.last_seq = 0
         self._routes: dict[str, list[Callable[[str, dict[str, Any], int], None]]] = {}
         for name in MARKET:
@@ -28,6 +31,8 @@ class State:
             self._routes.setdefault(name, []).append(self.portfolio.apply)
         for name in RiskState.EVENTS:
             self._routes.setdefault(name, []).append(self.risk.apply)
+        for name in Incidents.EVENTS:
+            self._routes.setdefault(name, []).append(self.incidents.apply)
 
     def apply(self, name: str, data: dict[str, Any], ts: int) -> None:
         """Fold one event (short type name, decoded fields, ts_event) into every projection that cares."""
@@ -40,7 +45,8 @@ class State:
         """Every projection as plain data (dicts, lists, Decimals, ints, strings): what a snapshot stores, and
         what two states are compared by."""
         return {"market": self.market.snapshot(), "orders": self.orders.snapshot(),
-                "portfolio": self.portfolio.snapshot(), "risk": self.risk.snapshot()}
+                "portfolio": self.portfolio.snapshot(), "risk": self.risk.snapshot(),
+                "incidents": self.incidents.snapshot()}
 
     @classmethod
     def restore(cls, snapshot: dict[str, Any], last_seq: int = 0) -> "State":
@@ -49,11 +55,12 @@ class State:
         market = MarketState.restore(snapshot["market"])
         portfolio = Portfolio.restore(market, snapshot["portfolio"])
         swap = {id(state.market): market, id(state.orders): Orders.restore(snapshot["orders"]),
-                id(state.portfolio): portfolio, id(state.risk): RiskState.restore(portfolio, snapshot["risk"])}
+                id(state.portfolio): portfolio, id(state.risk): RiskState.restore(portfolio, snapshot["risk"]),
+                id(state.incidents): Incidents.restore(snapshot.get("incidents"))}
         for fns in state._routes.values():  # re-point every route at the restored projection
             fns[:] = [getattr(swap[id(fn.__self__)], fn.__name__) if id(getattr(fn, "__self__", None)) in swap else fn
                       for fn in fns]
-        state.market, state.orders, state.portfolio, state.risk = (swap[id(state.market)], swap[id(state.orders)],
-                                                                   portfolio, swap[id(state.risk)])
+        state.market, state.orders, state.portfolio, state.risk, state.incidents = (
+            swap[id(state.market)], swap[id(state.orders)], portfolio, swap[id(state.risk)], swap[id(state.incidents)])
         state.last_seq = last_seq
         return state

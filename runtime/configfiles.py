@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from handlers.incidents.config import IncidentConfig, parse_incident_config
 from handlers.queue import QueueConfig, parse_queue_config
 from handlers.risk.limits import RiskLimits, parse_risk_config
 from handlers.venues.sim.config import VenueConfig, parse_venue_config
@@ -56,3 +57,8 @@ def risk_file(path: Path) -> tuple[RiskLimits, QueueConfig]:
 def venue_file(path: Path) -> VenueConfig:
     """The simulated venue's settings of a venue file."""
     return parse_venue_config(read_config(path, "venue config"), f"venue config {path}")
+
+
+def incident_file(path: Path) -> IncidentConfig:
+    """The incident thresholds and actions of an incident file (every kind it leaves out keeps its default)."""
+    return parse_incident_config(read_config(path, "incident config"), f"incident config {path}")

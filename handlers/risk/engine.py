@@ -6,6 +6,8 @@ order is named as such, and the trading state first, so a halted runtime rejects
   trading_state         ACTIVE: all; REDUCING: only orders that reduce the position without flipping it, counting
                         open and unsent orders on the same side (reduce_only orders pass); HALTED: none.
                         limit = the state, value = the position the order would lead to. Cancels always pass.
+  incident              no open incident denies orders on the instrument (action DENY: stale data);
+                        value = the incident's id.
   allowed_instruments   instrument in the configured allow-list (config: allowed_instruments = [...]).
   unknown_instrument    an InstrumentDefined event describes the instrument.
   invalid_order         quantity > 0; a price for LIMIT/STOP_LIMIT, a trigger price for STOP_*; both > 0.
@@ -33,7 +35,8 @@ order is named as such, and the trading state first, so a halted runtime rejects
 Limits compare inclusively: a value equal to its limit passes. `evaluate` halts trading (TradingStateChanged to
 HALTED, once) when the loss since the UTC day's start equity reaches daily_loss_limit (money, in the equity
 currency of RiskState) or equity falls max_drawdown (a fraction, 0.2 = 20%) below its peak. Only an operator
-(a TradingStateChanged from outside) lifts a halt.
+(a TradingStateChanged from outside) lifts a halt. With `halts=False` (a live session, whose incident monitor
+raises the loss limits as incidents that halt: handlers/incidents/monitor.py) it leaves halting to the monitor.
 """
 from __future__ import annotations
 
@@ -43,6 +46,7 @@ from typing import Any
 from handlers.risk.limits import RiskLimits
 from handlers.risk.rules import (
     AllowedInstrumentsRule,
+    IncidentRule,
     InstrumentMaxQuantityRule,
     InvalidOrderRule,
     LastPriceRule,
@@ -67,7 +71,7 @@ from schemas.decimals import ARITHMETIC as _CTX, ONE as _ONE, Q18, text
 def build_rules(limits: RiskLimits) -> list[RiskRule]:
     """The enabled rules in RULE_ORDER."""
     L = limits
-    rules: list[RiskRule] = [TradingStateRule()]
+    rules: list[RiskRule] = [TradingStateRule(), IncidentRule()]
     if L.allowed_instruments is not None:
         rules.append(AllowedInstrumentsRule(list(L.allowed_instruments)))
     rules += [UnknownInstrumentRule(), InvalidOrderRule(), QuantityPrecisionRule(), PricePrecisionRule(),
@@ -95,8 +99,9 @@ def build_rules(limits: RiskLimits) -> list[RiskRule]:
 class RiskEngine:
     """Checks intents against the configured rules and halts trading on daily-loss or drawdown breaches."""
 
-    def __init__(self, limits: RiskLimits | None = None):
+    def __init__(self, limits: RiskLimits | None = None, *, halts: bool = True):
         self.limits = limits if limits is not None else RiskLimits()
+        self.halts = halts
         self.rules = build_rules(self.limits)
         self._start: Decimal | None = None  # day start / peak the floors below were computed from
         self._peak: Decimal | None = None
@@ -119,7 +124,7 @@ class RiskEngine:
     def evaluate(self, state: Any, now: int) -> list[tuple[str, dict[str, Any]]]:
         """A TradingStateChanged to HALTED the first time daily loss or drawdown reaches its limit; else nothing."""
         L = self.limits
-        if L.daily_loss_limit is None and L.max_drawdown is None:
+        if not self.halts or (L.daily_loss_limit is None and L.max_drawdown is None):
             return []
         r = state.risk
         equity = r.equity

@@ -11,9 +11,9 @@ from typing import Any, ClassVar
 
 from schemas.decimals import ARITHMETIC as _CTX, ONE as _ONE, ZERO as _ZERO, text
 
-RULE_ORDER = ("trading_state", "allowed_instruments", "unknown_instrument", "invalid_order", "quantity_precision",
-              "price_precision", "min_quantity", "instrument_max_quantity", "last_price", "min_notional",
-              "price_band", "max_order_quantity", "max_order_notional", "max_position", "max_gross_exposure",
+RULE_ORDER = ("trading_state", "incident", "allowed_instruments", "unknown_instrument", "invalid_order",
+              "quantity_precision", "price_precision", "min_quantity", "instrument_max_quantity", "last_price",
+              "min_notional", "price_band", "max_order_quantity", "max_order_notional", "max_position", "max_gross_exposure",
               "max_open_orders", "order_rate")
 
 
@@ -89,6 +89,20 @@ class TradingStateRule(RiskRule):
                                           f"{text(pos)} to {text(after)}, which does not reduce it")
         pos, after = position_after(intent, state)
         return self.reject(ts, after, f"trading is {ts}: no new orders")
+
+
+class IncidentRule(RiskRule):
+    """An open incident with action DENY on the order's instrument refuses it (stale data, for one)."""
+
+    name = "incident"
+
+    def check(self, intent, state, now):
+        found = state.incidents.denied(intent["instrument_id"]) if state.incidents.open else None
+        if found is None:
+            return None
+        return self.reject("no open incident", found.incident_id,
+                           f"incident {found.incident_id} denies new orders on {intent['instrument_id']}: "
+                           f"{found.kind} {found.value} (threshold {found.threshold})")
 
 
 class AllowedInstrumentsRule(RiskRule):

@@ -8,12 +8,13 @@ from typing import Any, List, Optional
 
 import typer
 
+from handlers.incidents.config import IncidentConfig
 from handlers.queue import QueueConfig
 from handlers.risk.limits import RiskLimits
 from handlers.venues.sim.config import VenueConfig
 from runtime.cli import output
 from runtime.cli.context import cli_context
-from runtime.configfiles import risk_file, venue_file
+from runtime.configfiles import incident_file, risk_file, venue_file
 from runtime.live.credentials import Credentials, load_credentials
 from runtime.live.node import SNAPSHOT_EVERY, LiveError, LiveNode, LiveSpec
 from runtime.times import parse_timeframe
@@ -81,6 +82,12 @@ def live(
                                                help="Serve Prometheus metrics on http://ADDR:P/metrics (0: any port)."),
     metrics_addr: str = typer.Option("127.0.0.1", "--metrics-addr", metavar="ADDR",
                                      help="Address the metrics server listens on."),
+    incidents: Optional[Path] = typer.Option(None, "--incidents", metavar="FILE",
+                                             help="Incident thresholds and actions (TOML/JSON; defaults in "
+                                                  "handlers/incidents/config.py)."),
+    heartbeat: float = typer.Option(5.0, "--heartbeat", min=0.0, metavar="S",
+                                    help="Seconds between the loop's recorded measures (what incidents are raised "
+                                         "from, and event time when no market data comes)."),
     snapshot_every: int = typer.Option(SNAPSHOT_EVERY, "--snapshot-every", min=1, metavar="N",
                                        help="Events between snapshots (startup restores the latest and replays only "
                                             "what follows it); fixed for the namespace's life."),
@@ -94,7 +101,8 @@ def live(
                     paper_venue=venue_file(paper_venue) if paper_venue is not None else VenueConfig(),
                     timeframe=timeframe, timeframe_ns=parse_timeframe(timeframe), history_bars=history,
                     poll_seconds=poll, fills_seconds=fills_poll, visibility_window_ns=int(window * 1e9),
-                    snapshot_every=snapshot_every)
+                    snapshot_every=snapshot_every, heartbeat_seconds=heartbeat,
+                    incidents=incident_file(incidents) if incidents is not None else IncidentConfig())
     exchange_class(venue)
     creds = None if paper else load_credentials(venue, credentials)
     exchange = exchange_for(venue, creds, sandbox_url)

@@ -34,7 +34,7 @@ from schemas.names import STRATEGY_CALLBACKS, VENUE_REPORTS
 
 MARKET_CALLBACKS = STRATEGY_CALLBACKS
 ORDER_EVENTS = frozenset(VENUE_REPORTS)
-HANDLER_STATE_VERSION = 1  # the layout of handler_state()'s parts; a snapshot of another version is not restored
+HANDLER_STATE_VERSION = 2  # the layout of handler_state()'s parts; a snapshot of another version is not restored
 
 
 class Engine:
@@ -42,7 +42,8 @@ class Engine:
 
     def __init__(self, *, writer: Writer, state: State, strategy_cls: type[Strategy], params: Any, risk: Risk,
                  queue: Queue, venue: Venue, strategy_id: str, record_inputs: bool, group: int = 1,
-                 snapshot_every: int = 0, clock: Callable[[], int] | None = None, snapshot_handlers: bool = False):
+                 snapshot_every: int = 0, clock: Callable[[], int] | None = None, snapshot_handlers: bool = False,
+                 incidents: Any = None):
         self.writer = writer
         self.clock = clock  # live: ts_init is when the runtime made or received the event; else its event time
         self.namespace = writer.namespace
@@ -67,6 +68,8 @@ class Engine:
         self.events = 0
         self.snapshot_every = snapshot_every
         self.snapshot_handlers = snapshot_handlers
+        self.incidents = incidents  # handlers.incidents.monitor.IncidentMonitor, or None (no detectors)
+        self._watch = incidents.observe if incidents is not None else None
         self.inputs = 0  # inputs folded into state without being recorded in this namespace
         self.max_ts = 0  # largest ts_event folded
         self.last_input: str | None = None  # event id of the last such input (e.g. 'src:1234')
@@ -89,6 +92,8 @@ class Engine:
         ts_init = self.clock() if self.clock is not None else self.now
         self._step.append(Draft(name, payload, ts, key, source, self._cause, correlation_id, ts_init))
         self.state.apply(name, payload, ts)
+        if self._watch is not None:
+            self._watch(name, payload, ts)
         if ts > self.max_ts:
             self.max_ts = ts
         self._routing.append((name, payload, ts, eid))
@@ -128,6 +133,8 @@ class Engine:
             self.emit(name, data, ts, source=source)
         else:
             self.state.apply(name, data, ts)
+            if self._watch is not None:
+                self._watch(name, data, ts)
             self.inputs += 1
             self.last_input = event_id
             if ts > self.max_ts:
@@ -142,6 +149,10 @@ class Engine:
         verdicts = self.risk.evaluate(self.state, self.now)
         if verdicts:
             self._emit_all(verdicts, "risk")
+        if self.incidents is not None:
+            found = self.incidents.evaluate(self.state, self.now)
+            if found:
+                self._emit_all(found, "incidents")
         if self._routing:
             self._drain()
         if self._step or self.snapshot_every:
@@ -254,8 +265,10 @@ class Engine:
         engine = {"now": self.now, "max_ts": self.max_ts, "events": self.events + 1, "timer_n": self._timer_n,
                   "timers": [list(t) for t in sorted(self._timers)],
                   "orders": [own_fields(o) for o in self.orders.values()]}  # intents awaiting release
-        return {"version": HANDLER_STATE_VERSION, "parts": {"engine": engine, "queue": self.queue.snapshot(),
-                                                            "venue": self.venue.snapshot()}}
+        parts = {"engine": engine, "queue": self.queue.snapshot(), "venue": self.venue.snapshot()}
+        if self.incidents is not None:
+            parts["incidents"] = self.incidents.snapshot()
+        return {"version": HANDLER_STATE_VERSION, "parts": parts}
 
     def restore_handlers(self, handlers: dict[str, Any]) -> None:
         """Continue from what handler_state() gave (the projections and the strategy are restored by the caller)."""
@@ -269,6 +282,8 @@ class Engine:
         self._snapshot_at = self.events + self.inputs
         self.queue.restore(parts["queue"])
         self.venue.restore(parts["venue"])
+        if self.incidents is not None:
+            self.incidents.restore(parts["incidents"])
 
     def stop(self, run_stopped: dict[str, Any] | None = None) -> None:
         self.strategy.on_stop()

@@ -1,12 +1,14 @@
 """`tape live`: one session of the live runtime on a namespace — recover, reconcile, then trade until stopped.
 
 Startup (runtime/live/resume.py): the latest snapshot is restored (projections, strategy, handlers) and the
-namespace's inputs after it are replayed through the engine, which rebuilds all state and writes nothing; the venue adapter learns from the log which orders it sent, which answers it read, which
-fills it folded. Then the session starts: RunStarted, the instruments from the venue's markets, (live) the venue's
-balances as a reported AccountState, and reconciliation — every send whose outcome the log does not hold is looked
+namespace's inputs after it are replayed through the engine, which rebuilds all state and writes nothing; the
+venue adapter learns from the log which orders it sent, which answers it read, which fills it folded. Then the
+session starts: RunStarted, the instruments from the venue's markets, (live) the venue's balances as a reported
+AccountState, and reconciliation — every send whose outcome the log does not hold is looked
 up by client order id (never sent again), fills since the last recorded trade are read from the venue's trade
 history — recorded as a ReconciliationReport. Then the loop: closed bars from the feed, the venue's answers and
-fills, each one input → one committed step, every order sent only after the step that records it is committed.
+fills, each one input → one committed step, every order sent only after the step that records it is committed;
+every `heartbeat_seconds` a Heartbeat input with what the loop measured, the incident monitor's evidence.
 SIGINT/SIGTERM stop the loop at a step boundary and write RunStopped. A second `tape live` on the namespace is
 refused by the writer lock (file store) or fenced (Kafka).
 """
@@ -20,6 +22,8 @@ from eventstore.replay import Event
 from eventstore.seek import last_event
 from eventstore.store import Log
 from eventstore.writer import own_fields
+from handlers.incidents.config import IncidentConfig
+from handlers.incidents.monitor import IncidentMonitor
 from handlers.queue import OutboundQueue, QueueConfig
 from handlers.risk.engine import RiskEngine
 from handlers.risk.limits import RiskLimits
@@ -28,8 +32,9 @@ from handlers.venues.ccxt.adapter import CcxtVenue, credentials_refused
 from handlers.venues.ccxt.clock import ExchangeClock, VenueClock
 from handlers.venues.ccxt.errors import one_line
 from handlers.venues.ccxt.feed import BarFeed
+from handlers.venues.ccxt.health import VenueHealth
 from handlers.venues.ccxt.mapping import instrument_id, instrument_payload
-from handlers.venues.ccxt.reconcile import balance_mismatches, blocking, halt_reason
+from handlers.venues.ccxt.reconcile import balance_mismatches, blocking
 from handlers.venues.sim.config import VenueConfig
 from handlers.venues.sim.venue import SimulatedVenue
 from projections.snapshot import Snapshot, read_snapshot
@@ -71,6 +76,8 @@ class LiveSpec:
     fills_seconds: float = 1.0  # how often it reads the venue's trade history (a rate-limited REST read: a read
     # each pass would keep the loop inside ccxt's rate limiter while bars wait)
     snapshot_every: int = SNAPSHOT_EVERY
+    incidents: IncidentConfig = field(default_factory=IncidentConfig)
+    heartbeat_seconds: float = 5.0  # how often the loop records what it measured (a Heartbeat input)
     stream_grace_seconds: float = 2.0  # a bar the stream has not closed this long after the clock did: read over REST
 
     @property
@@ -82,7 +89,27 @@ class LiveSpec:
         return {"risk": self.risk.canonical(), "queue": self.queue.canonical(), "venue": self.venue,
                 "symbols": list(self.symbols), "timeframe": self.timeframe,
                 "paper_venue": self.paper_venue.canonical() if self.paper else None,
-                "snapshot_every": self.snapshot_every}
+                "snapshot_every": self.snapshot_every, "incidents": self.incidents.canonical()}
+
+
+class CommitClock:
+    """The engine's writer, every commit timed: the slowest since the last heartbeat (and the metrics')."""
+
+    def __init__(self, writer: Any, metrics: Any = None):
+        self.writer, self.metrics = writer, metrics
+        self.slowest = 0.0
+
+    def append_steps(self, steps: list[Any]) -> int:
+        t = time.perf_counter()
+        out = self.writer.append_steps(steps)
+        took = time.perf_counter() - t
+        self.slowest = max(self.slowest, took)
+        if self.metrics is not None:
+            self.metrics.appended(took, sum(len(step) for step in steps))
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.writer, name)
 
 
 @dataclass
@@ -115,6 +142,7 @@ class LiveNode:
         self._check_namespace()
         self.symbols = self._markets()
         self.venue_clock = venue_clock or ExchangeClock(exchange, clock)
+        self.health = VenueHealth().watch(exchange)
         self.adapter = CcxtVenue(spec.venue_name, exchange, self.symbols, clock=clock, venue_now=self.venue_clock.now,
                                  visibility_window_ns=spec.visibility_window_ns, secrets=secrets,
                                  own_prefix=order_id_prefix(spec.namespace))
@@ -127,6 +155,9 @@ class LiveNode:
         self.session = Session(spec.namespace)
         self._next_check = 0.0
         self._next_fills = 0.0
+        self._next_beat = 0.0
+        self._stream_down: float | None = None  # since when (monotonic) the stream is down
+        self._lag = 0.0  # longest wait of an input for its step since the last heartbeat
         # a signed request before anything is written: refused credentials leave no half-started session
         self._opening = None if spec.paper else self.adapter.balances()
         self.writer = log.writer(spec.namespace, clock=clock)  # the lock: a second session is refused here
@@ -179,11 +210,14 @@ class LiveNode:
         spec = self.spec
         venue: Any = SimulatedVenue(replace(spec.paper_venue, name=spec.venue_name), state) if spec.paper \
             else self.adapter
+        monitor = IncidentMonitor(spec.incidents, strategy_id=self.strategy_cls.name, venue=spec.venue_name,
+                                  limits=spec.risk)
         return Engine(writer=writer, state=state, strategy_cls=self.strategy_cls, params=self.params,
-                      risk=RiskEngine(spec.risk), queue=OutboundQueue(replace(spec.queue, venue=spec.venue_name)),
+                      risk=RiskEngine(spec.risk, halts=False),
+                      queue=OutboundQueue(replace(spec.queue, venue=spec.venue_name)),
                       venue=venue, strategy_id=self.strategy_cls.name, record_inputs=True, group=1,
                       snapshot_every=spec.snapshot_every, clock=self.clock,
-                      snapshot_handlers=self._restorable)
+                      snapshot_handlers=self._restorable, incidents=monitor)
 
     @property
     def _restorable(self) -> bool:
@@ -238,12 +272,9 @@ class LiveNode:
         engine.snapshot_every = self.spec.snapshot_every
         self.adapter.sending = True
         self.adapter.reports.clear()
-        engine.writer = self.writer
+        engine.writer = self.commits = CommitClock(self.writer, self.metrics)
         engine._next_seq = self.writer.next_seq
         if self.metrics is not None:  # from here on: what this session does, not what recovery re-derived
-            from runtime.ops.metrics import TimedWriter
-
-            engine.writer = TimedWriter(self.writer, self.metrics)
             engine.on_emit = lambda name, payload, ts: self.metrics.emitted(name, payload)
         self.session.recovered_events, self.session.recovered_inputs = found.events, found.inputs
         self._first_session = found.sessions == 0
@@ -292,8 +323,8 @@ class LiveNode:
         return mismatches
 
     def _record_check(self, mismatches: list[dict[str, Any]], *, orders: int, fills: int, balances: int) -> None:
-        """A ReconciliationReport of what a check compared and found; trading halted when something found means
-        the log no longer describes the account (the same rule at startup and in the loop)."""
+        """A ReconciliationReport of what a check compared and found; when something found means the log no
+        longer describes the account, the incident monitor raises reconciliation_mismatch, which halts."""
         if self.metrics is not None:
             self.metrics.found(mismatches)
         stop = blocking(mismatches)
@@ -301,10 +332,6 @@ class LiveNode:
             "venue": self.spec.venue_name, "orders_checked": orders, "fills_checked": fills,
             "balances_checked": balances, "mismatches": mismatches,
             "resolved": not stop and not self.adapter.in_doubt}, self.venue_clock.now(), "report")
-        trading = self.engine.state.risk.trading_state
-        if stop and trading != "HALTED":
-            self._input("TradingStateChanged", {"state": "HALTED", "previous": trading, "reason": halt_reason(stop),
-                                                "incident_id": None}, self.venue_clock.now(), "report")
 
     def _compare_balances(self, first: Any = None, attempts: int = 3) -> tuple[list[str], list[dict[str, Any]], int]:
         """The venue's balances against the log's, read when no new fill arrives around the read (a fill the
@@ -338,6 +365,8 @@ class LiveNode:
         if m is not None:
             m.ordered = False
         t = time.perf_counter()
+        if taken is not None and t - taken > self._lag:
+            self._lag = t - taken
         self.engine.process(name, as_logged(payload), ts, source=f"{source}:{self.spec.venue_name}")
         self.session.inputs += 1
         if m is not None:
@@ -380,9 +409,31 @@ class LiveNode:
                     self._pump()
                     self._record_check(found, orders=len(self.adapter.orders.open), fills=0, balances=0)
             self._pump()
+        if time.monotonic() >= self._next_beat:
+            self._next_beat = time.monotonic() + self.spec.heartbeat_seconds
+            self.heartbeat()
         if self.metrics is not None:
             self.metrics.observe(self.engine.state, read_failures=self.feed.failures,
                                  stream_connected=None if self.stream is None else self.stream.connected())
+
+    def heartbeat(self) -> None:
+        """What the loop measured since the last one, as a recorded input: the incident monitor's evidence (and
+        event time moving on when no market data comes)."""
+        now = time.monotonic()
+        connected = None if self.stream is None else self.stream.connected()
+        if connected is False:
+            self._stream_down = self._stream_down if self._stream_down is not None else now
+        else:
+            self._stream_down = None
+        failed, limited, banned = self.health.take()
+        offset = (self.exchange.options or {}).get("timeDifference")
+        self._input("Heartbeat", {
+            "component": f"runtime:{self.spec.venue_name}", "stream_connected": connected,
+            "stream_down_ns": 0 if self._stream_down is None else int((now - self._stream_down) * 1e9),
+            "failed_reads": failed, "rate_limited": limited, "banned": banned,
+            "clock_offset_ms": None if offset is None else int(offset), "append_ms": int(self.commits.slowest * 1000),
+            "lag_ms": int(self._lag * 1000)}, self.venue_clock.now(), "monitor")
+        self.commits.slowest, self._lag = 0.0, 0.0
 
     def _bars(self) -> list[tuple[str, dict[str, Any], int]]:
         """New closed bars: the stream's while it is connected and continues the log, REST for the rest (all of it

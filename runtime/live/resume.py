@@ -25,7 +25,8 @@ from eventstore.store import Log
 from eventstore.writer import Draft, own_fields
 from schemas.errors import TapeError
 
-INPUT_SOURCES = ("feed:", "report:")  # what a live namespace records as inputs (the engine derives the rest)
+INPUT_SOURCES = ("feed:", "report:", "monitor:")  # what a live namespace records as inputs (the engine derives
+# the rest): market data, the venue's answers, the loop's own measures (Heartbeat)
 
 
 class RecoveryDiverged(TapeError):

@@ -15,10 +15,12 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from handlers.incidents.config import DEFAULTS as INCIDENT_RULES
 from projections.portfolio import UnmarkedCurrency
 from schemas.names import VENUE_REPORTS
 
 TRADING_STATES = ("ACTIVE", "REDUCING", "HALTED")
+KINDS = tuple(INCIDENT_RULES)  # every incident kind has its open gauge (0 when none is open)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -69,6 +71,10 @@ class SessionMetrics:
                             registry=r)
         self.read_failures = Counter("tape_venue_read_failures", "Market data reads from the venue that got no "
                                      "answer (down, 5xx, 429/418).", ns, registry=r)
+        self.incidents = Counter("tape_incidents_raised", "Incidents raised, by kind and severity.",
+                                 ns + ["kind", "severity"], registry=r)
+        self.open_incidents = Gauge("tape_incidents_open", "Incidents open in the log's state, by kind.",
+                                    ns + ["kind"], registry=r)
         self._failures = 0
         self.ordered = False  # an OrderSubmitted was emitted since the flag was last cleared
         self._peak: dict[str, Decimal] = {}
@@ -96,6 +102,11 @@ class SessionMetrics:
         if name == "Bar":
             self._bar_seen[payload["instrument_id"]] = time.monotonic()
 
+    def appended(self, seconds: float, events: int) -> None:
+        """One commit to the log: how long it took and how many events it held."""
+        self.append.labels(self.namespace).observe(seconds)
+        self.events.labels(self.namespace).inc(events)
+
     def emitted(self, name: str, payload: dict[str, Any]) -> None:
         """Every event the engine records (inputs too): the venue's answers, a real venue's entering as inputs and
         the paper venue's derived in the step, are counted the same way."""
@@ -112,6 +123,8 @@ class SessionMetrics:
             self.unknown.labels(ns).inc()
         elif name == "OrderSubmitted":
             self.ordered = True
+        elif name == "IncidentRaised":
+            self.incidents.labels(ns, payload["kind"], payload["severity"]).inc()
 
     def found(self, mismatches: list[dict[str, Any]]) -> None:
         for m in mismatches:
@@ -143,28 +156,13 @@ class SessionMetrics:
             self.drawdown.labels(ns, currency).set(float((peak - equity) / peak) if peak > 0 else 0.0)
         for s in TRADING_STATES:
             self.trading.labels(ns, s).set(1 if state.risk.trading_state == s else 0)
+        open_by_kind: dict[str, int] = dict.fromkeys(KINDS, 0)
+        for i in state.incidents.open.values():
+            open_by_kind[i.kind] = open_by_kind.get(i.kind, 0) + 1
+        for kind, n in open_by_kind.items():
+            self.open_incidents.labels(ns, kind).set(n)
         if stream_connected is not None:
             self.stream.labels(ns).set(1 if stream_connected else 0)
         if read_failures > self._failures:
             self.read_failures.labels(ns).inc(read_failures - self._failures)
             self._failures = read_failures
-
-
-class TimedWriter:
-    """The engine's writer with every append timed (tape_log_append_seconds) and its events counted
-    (tape_events_recorded_total); everything else passed through."""
-
-    def __init__(self, writer: Any, metrics: SessionMetrics):
-        self._writer = writer
-        self._histogram = metrics.append.labels(metrics.namespace)
-        self._events = metrics.events.labels(metrics.namespace)
-
-    def append_steps(self, steps: list[Any]) -> int:
-        t = time.perf_counter()
-        out = self._writer.append_steps(steps)
-        self._histogram.observe(time.perf_counter() - t)
-        self._events.inc(sum(len(step) for step in steps))
-        return out
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._writer, name)

@@ -4,8 +4,8 @@ The state is the namespace's recovery (latest snapshot + tail, the same fold a r
 are the last events of a few types, read backwards from the end of their topics (eventstore.seek), so a status of
 a long live log costs about what a restart's restore costs. Whether a writer holds the namespace right now comes
 from the store (the file store's lock; unknown on Kafka). Health is a list of findings, each one line: halted or
-reducing, a session that ended without RunStopped (a crash), a reconciliation left unresolved, sends unanswered
-for a minute, market data older than it should be.
+reducing, an incident open, a session that ended without RunStopped (a crash), a reconciliation left unresolved,
+sends unanswered for a minute, market data older than it should be.
 """
 from __future__ import annotations
 
@@ -74,6 +74,7 @@ class Status:
     holdings: list[Holding]
     open_orders: list[OpenOrder]
     reconciliation: dict[str, Any] | None  # the last ReconciliationReport: ts_event, resolved, mismatch kinds
+    incidents: list[dict[str, Any]] = field(default_factory=list)  # open ones (projections/incidents.py)
     findings: list[str] = field(default_factory=list)
 
     @property
@@ -127,6 +128,7 @@ def status(log: Log, namespace: str) -> Status:
             "ts_event": report.ts_event, "seq": report.seq, "resolved": report.data["resolved"],
             "mismatches": sorted({m["kind"] for m in report.data["mismatches"]}),
             "mismatch_count": len(report.data["mismatches"])},
+        incidents=state.incidents.snapshot(),
         findings=findings,
     )
 
@@ -167,6 +169,10 @@ def _findings(state: State, session: str, report: Event | None, last: Event | No
     out = []
     if state.risk.trading_state != "ACTIVE":
         out.append(f"trading is {state.risk.trading_state}")
+    for i in state.incidents.open.values():
+        out.append(f"incident {i.incident_id} open ({i.severity}, action {i.action}"
+                   f"{', acknowledged' if i.acknowledged else ''}): {i.kind} on {i.scope_id} at {i.value} "
+                   f"(threshold {i.threshold})")
     if session == "ended without RunStopped":
         out.append("the last session ended without RunStopped (killed or crashed): the next start recovers it")
     if report is not None and not report.data["resolved"]:

@@ -31,6 +31,7 @@ import ccxt
 from handlers.venues.ccxt.clock import ExchangeClock
 from handlers.venues.ccxt.errors import one_line, rejection_reason
 from handlers.venues.ccxt.mapping import balances_payload, dec, fill_payload, order_params
+from projections.snapshot import pack, unpack
 from schemas.decimals import ZERO
 from schemas.errors import TapeError
 from schemas.ids import parse_client_order_id
@@ -130,20 +131,21 @@ class Knowledge:
 
     def snapshot(self) -> dict[str, Any]:
         """As plain data, every collection in a fixed order (the same knowledge gives the same bytes)."""
-        o = self.orders
-        return {"by_venue_id": dict(sorted(o.by_venue_id.items())), "instrument": dict(sorted(o.instrument.items())),
-                "trades_seen": {iid: sorted(ids) for iid, ids in sorted(o.trades_seen.items())},
-                "trade_cursor": dict(sorted(o.trade_cursor.items())), "quantity": dict(sorted(o.quantity.items())),
-                "filled": dict(sorted(o.filled.items())), "open": sorted(o.open),
+        o = self.orders  # what grows with every order and fill, packed (projections/snapshot.py)
+        return {"by_venue_id": pack(sorted(o.by_venue_id.items())), "instrument": pack(sorted(o.instrument.items())),
+                "trades_seen": {iid: pack([i] for i in sorted(ids)) for iid, ids in sorted(o.trades_seen.items())},
+                "trade_cursor": dict(sorted(o.trade_cursor.items())), "quantity": pack(sorted(o.quantity.items())),
+                "filled": pack(sorted(o.filled.items())), "open": sorted(o.open),
                 "in_doubt": [[d.instrument_id, d.client_order_id, d.since_ns, d.lookups]
                              for _, d in sorted(self.in_doubt.items())],
                 "cancels": sorted(self.cancels)}
 
     @classmethod
     def restore(cls, state: dict[str, Any]) -> Knowledge:
-        orders = VenueOrders(dict(state["by_venue_id"]), dict(state["instrument"]),
-                             {iid: set(ids) for iid, ids in state["trades_seen"].items()}, dict(state["trade_cursor"]),
-                             dict(state["quantity"]), dict(state["filled"]), set(state["open"]))
+        orders = VenueOrders(dict(unpack(state["by_venue_id"])), dict(unpack(state["instrument"])),
+                             {iid: {r[0] for r in unpack(ids)} for iid, ids in state["trades_seen"].items()},
+                             dict(state["trade_cursor"]), {k: Decimal(v) for k, v in unpack(state["quantity"])},
+                             {k: Decimal(v) for k, v in unpack(state["filled"])}, set(state["open"]))
         return cls(orders, {row[1]: InDoubt(*row) for row in state["in_doubt"]}, set(state["cancels"]))
 
 

@@ -22,6 +22,7 @@ _REJECTIONS: tuple[tuple[type[BaseException], str], ...] = (
 )
 _UNKNOWN: tuple[type[BaseException], ...] = (ccxt.OrderNotFound, ccxt.DuplicateOrderId, ccxt.NetworkError)
 _DUPLICATE_TEXT = ("duplicate", "-2010 duplicate", "already exists", "already in use")
+_WOULD_TAKE_TEXT = ("would immediately match",)  # Binance -2010 for a LIMIT_MAKER that crosses
 
 
 def one_line(error: BaseException, secrets: tuple[str, ...] = ()) -> str:
@@ -41,6 +42,8 @@ def rejection_reason(error: BaseException) -> str | None:
         return None
     if isinstance(error, ccxt.InvalidOrder) and any(t in str(error).lower() for t in _DUPLICATE_TEXT):
         return None  # a duplicate client id: an order with this id is at the venue
+    if isinstance(error, ccxt.InvalidOrder) and any(t in str(error).lower() for t in _WOULD_TAKE_TEXT):
+        return "POST_ONLY_WOULD_TAKE"
     for cls, reason in _REJECTIONS:
         if isinstance(error, cls):
             return reason

@@ -35,7 +35,7 @@ def blocking(mismatches: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def halt_reason(mismatches: list[dict[str, Any]]) -> str:
-    """One line naming what disagrees, for TradingStateChanged.reason."""
+    """One line naming what disagrees (the reconciliation_mismatch incident's detail)."""
     parts = [f"{m['field']} log {m['local']} venue {m['venue']}" if m["kind"] == "balance"
              else f"{m['kind']} {m['client_order_id']} (venue order {m['venue']})" for m in mismatches[:3]]
     more = f" and {len(mismatches) - 3} more" if len(mismatches) > 3 else ""

@@ -97,6 +97,7 @@ from decimal import ROUND_FLOOR, Decimal, localcontext
 from typing import Any
 
 from eventstore.writer import own_fields
+from projections.snapshot import pack, typed, unpack
 from handlers.venues.sim.account import SimAccount
 from handlers.venues.sim.config import VenueConfig
 from handlers.venues.sim.fills import STOPS, Plan, bar_path, last_seen_price, plan_fill
@@ -249,7 +250,7 @@ class SimulatedVenue:
             timed.append([t, rank, seq, kind, ref])
         used = {iid: [own_fields(u[0]), u[1], u[2], self._last.get(iid, (None, None))[1] is u[0]]
                 for iid, u in self._used.items()}
-        return {"orders": [_order_row(o) for o in self._orders.values()],
+        return {"orders": pack(_order_row(o) for o in self._orders.values()),
                 "book": {iid: [o.cid for o in book] for iid, book in self._book.items()}, "timed": timed,
                 "seq": self._seq, "trade_n": self._trade_n, "order_n": self._order_n,
                 "last": {iid: [name, own_fields(data)] for iid, (name, data) in self._last.items()}, "used": used,
@@ -260,7 +261,8 @@ class SimulatedVenue:
         """Continue from what snapshot() gave; the shared book and last-event maps are refilled in place."""
         from projections.accounting import Position
 
-        self._orders = {row[1]: _Order(*row) for row in state["orders"]}
+        kinds = [f.type for f in fields(_Order)]
+        self._orders = {row[1]: _Order(*(typed(k, c) for k, c in zip(kinds, row, strict=True))) for row in unpack(state["orders"])}
         self._book.clear()
         self._book.update({iid: [self._orders[c] for c in cids] for iid, cids in state["book"].items()})
         self._timed = []

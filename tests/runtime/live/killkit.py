@@ -103,6 +103,9 @@ STRATEGIES = {
 }
 
 
+ALERT_ONLY = ("venue_unreachable", "banned", "reject_burst", "unknown_burst", "stale_data", "log_stall")
+
+
 @dataclass
 class Live:
     """How to run `tape live` on the sandbox: strategy, paper or not, and the store."""
@@ -112,12 +115,22 @@ class Live:
     strategy: str = "sma_cross"
     paper: bool = False
     window_s: float = 2.0
+    alert_only: tuple[str, ...] = ALERT_ONLY  # incident kinds whose action is ALERT (the rest: the defaults)
+
+    def incidents(self) -> Path:
+        """The series' incident policy: the venue faults it injects on purpose alert instead of halting (a halt
+        would end the trading the series exists to kill; tests/runtime/live/test_incidents.py tests the halts)."""
+        path = self.store.parent / "incidents.toml"
+        if not path.exists():
+            path.write_text("".join(f'[{kind}]\naction = "ALERT"\n' for kind in self.alert_only))
+        return path
 
     def argv(self, *extra: str) -> list[str]:
         return [sys.executable, "-c", LAUNCHER, "--store", f"file:{self.store}", "live", "--venue", "binance",
                 "--namespace", NAMESPACE, "--strategy", self.strategy, *STRATEGIES[self.strategy],
                 "--symbol", SYMBOL, "--sandbox-url", self.url, "--poll", "0.05", "--history", "3",
                 "--visibility-window", str(self.window_s), "--snapshot-every", "25",
+                "--incidents", str(self.incidents()),
                 *(("--paper",) if self.paper else ()), *extra]
 
     def env(self, **extra: str) -> dict[str, str]:

@@ -284,3 +284,55 @@ def test_a_part_left_out_of_the_restore_is_caught(tmp_path, monkeypatch, part):
         if everything(restored) != expected:
             caught.append(seq)
     assert caught
+
+
+# ---- incidents replay and survive a restart --------------------------------------------------------------------
+
+def test_a_halting_incident_survives_a_restart_and_replays_at_the_same_seqs(tmp_path):
+    """A drawdown limit a market maker soon reaches: the hard breach halts and cancels its quotes. Killed, the
+    session restarts HALTED with the incident as the log holds it; a replay raises each incident at the same seq."""
+    from handlers.risk.limits import RiskLimits
+
+    market = MarketStub()
+    kw = {**BUSY, "risk": RiskLimits(max_drawdown=Decimal("0.0000001"))}  # 0.10 USDT of 1,000,000
+    a = node(tmp_path, market, **kw)
+    a.start()
+    run_minutes(a, market, 60)
+    crashed = a.engine.state
+    assert crashed.risk.trading_state == "HALTED"
+    a.writer.close()
+    log = Log.open(f"file:{tmp_path}")
+    raised = [(e.seq, e.data["incident_id"], e.data["kind"]) for e in log.replay("live-t", types=["IncidentRaised"])]
+    assert {"risk_breach_soft", "risk_breach_hard"} <= {k for _, _, k in raised}
+    hard = next(e for e in log.replay("live-t", types=["IncidentRaised"]) if e.data["kind"] == "risk_breach_hard")
+    assert hard.data["cancel_open"] and any(e.data["reason"] == f"incident {hard.data['incident_id']}"
+                                            for e in log.replay("live-t", types=["CancelIntent"]))
+    halts = [e.data["incident_id"] for e in log.replay("live-t", types=["TradingStateChanged"])]
+    assert halts and halts[0] in {i for _, i, _ in raised}  # the halt names its incident
+    for how in ({}, {"use_snapshots": False}):
+        b = node(tmp_path, market, **kw, **how)
+        b.writer.close()
+        assert b.engine.state.risk.trading_state == "HALTED"
+        assert b.engine.state.incidents.snapshot() == crashed.incidents.snapshot()
+        assert b.engine.incidents.snapshot() == a.engine.incidents.snapshot()
+
+
+def test_stale_market_data_is_raised_from_heartbeats_and_resolved_when_bars_resume(tmp_path):
+    market = MarketStub()
+    a = node(tmp_path, market, heartbeat_seconds=0)
+    a.start()
+    run_minutes(a, market, 5)
+    rows = market.rows
+    market.rows = [r for r in rows if r[0] + MIN_MS <= market.now_ms]  # the venue stops publishing bars
+    run_minutes(a, market, 2)
+    assert not a.engine.state.incidents.open  # the next bar is 60 s overdue: not yet (120 s)
+    run_minutes(a, market, 2)
+    open_ = a.engine.state.incidents.open
+    assert [i.kind for i in open_.values()] == ["stale_data"] and next(iter(open_.values())).action == "DENY"
+    market.rows = rows
+    run_minutes(a, market, 1)
+    assert not a.engine.state.incidents.open
+    a.writer.close()
+    log = Log.open(f"file:{tmp_path}")
+    got = [e.name for e in log.replay("live-t", types=["IncidentRaised", "IncidentResolved"])]
+    assert got == ["IncidentRaised", "IncidentResolved"]  # the warm-up's 20 bars of history raised nothing

@@ -395,4 +395,6 @@ def test_a_snapshot_holds_what_is_committed_not_an_answer_still_to_be_recorded()
     v.after_commit([[Draft(answer[0], answer[1], answer[2], ts_init=clock.ns)]])
     snap = v.snapshot()
     assert snap["open"] == ["t1-1"] and snap["in_doubt"] == []
-    assert snap["by_venue_id"] == {"1": "t1-1"}
+    from handlers.venues.ccxt.adapter import Knowledge
+
+    assert Knowledge.restore(snap).orders.by_venue_id == {"1": "t1-1"}
