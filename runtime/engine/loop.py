@@ -8,6 +8,9 @@ causes are appended as one unit. Events are applied to state the moment they are
 next component in FIFO order, so the order of the log is the order of processing, and a replay of the log
 through `State.apply` rebuilds exactly the state the engine had.
 
+After each step's risk evaluation, an incident monitor (`incidents`, live sessions: handlers/incidents/) sees
+every event the engine folded and may raise or resolve incidents and act on them, as events of the same step.
+
 Snapshots (`snapshot_every` N > 0): after the step during which the count of events folded into the state
 (events emitted, plus inputs folded without being recorded here) reaches N more than at the last snapshot,
 the engine writes a SnapshotTaken as a step of its own: the state (projections/snapshot.py) as it stands at

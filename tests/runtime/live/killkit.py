@@ -315,9 +315,19 @@ def verdict(sb: Sandbox, store: Path, prefix: str) -> Verdict:
 
 
 def appended_by(live: Live, seconds: float) -> list[str]:
-    """The event names one more clean session appends (recovery run again on a quiet market); a snapshot is left
-    out — it holds a state, no fact (a session may well take one, when the last step before a kill did not)."""
+    """The event names one more clean session appends (recovery run again on a quiet market), what it monitors
+    left out (`facts`)."""
     before = len(log_events(live.store))
     p = live.run(seconds)
     assert p.returncode == 0, p.stderr[-2000:]
-    return [e.name for e in log_events(live.store)[before:] if e.name != "SnapshotTaken"]
+    return facts(log_events(live.store)[before:])
+
+
+# what a session records of itself, not of the account: a snapshot holds a state (a session may well take one when
+# the last step before a kill did not), a heartbeat and the incidents raised from it are what it measured
+MONITORING = frozenset({"SnapshotTaken", "Heartbeat", "IncidentRaised", "IncidentResolved"})
+
+
+def facts(events: list[Any]) -> list[str]:
+    """The names of `events` that say something of orders, fills, balances or the session's bounds."""
+    return [e.name for e in events if e.name not in MONITORING]

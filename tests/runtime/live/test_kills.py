@@ -13,7 +13,7 @@ import random
 from typing import Any
 
 import pytest
-from killkit import NAMESPACE, Live, Sandbox, failpoint, folded, kill_series, log_events, verdict
+from killkit import NAMESPACE, Live, Sandbox, facts, failpoint, folded, kill_series, log_events, verdict
 from sandboxkit import KEY, SECRET, write_history
 
 from schemas.ids import order_id_prefix
@@ -45,7 +45,7 @@ def settle(sb: Sandbox, live: Live) -> list[str]:
     before = len(log_events(live.store))
     p = live.run(1)
     assert p.returncode == 0, p.stderr[-3000:]
-    return [e.name for e in log_events(live.store)[before:]]
+    return facts(log_events(live.store)[before:])
 
 
 def check(sb: Sandbox, live: Live, again: list[str]) -> Any:
