@@ -262,7 +262,8 @@ class SimulatedVenue:
         from projections.accounting import Position
 
         kinds = [f.type for f in fields(_Order)]
-        self._orders = {row[1]: _Order(*(typed(k, c) for k, c in zip(kinds, row, strict=True))) for row in unpack(state["orders"])}
+        rows = unpack(state["orders"])
+        self._orders = {row[1]: _Order(*(typed(k, c) for k, c in zip(kinds, row, strict=True))) for row in rows}
         self._book.clear()
         self._book.update({iid: [self._orders[c] for c in cids] for iid, cids in state["book"].items()})
         self._timed = []

@@ -81,7 +81,8 @@ def test_stale_market_data_denies_orders_on_the_instrument_until_data_resumes():
     intent = {"instrument_id": IID, "client_order_id": "c1", "side": "BUY", "order_type": "MARKET",
               "quantity": D(1), "price": None, "trigger_price": None, "reduce_only": False, "post_only": False}
     verdict = RiskEngine(RiskLimits()).check(intent, "i1", s.state, s.now)
-    assert verdict[0] == "RiskRejected" and (verdict[1]["rule"], verdict[1]["value"]) == ("incident", inc["incident_id"])
+    assert verdict[0] == "RiskRejected"
+    assert (verdict[1]["rule"], verdict[1]["value"]) == ("incident", inc["incident_id"])
     assert s.state.risk.trading_state == "ACTIVE"  # a DENY is not a halt
     assert s.beat(T0 + 300 * S) == []  # still stale: raised once
     resolved = s.event("Bar", bar(T0 + 240 * S), T0 + 300 * S)
