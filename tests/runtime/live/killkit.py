@@ -314,15 +314,6 @@ def verdict(sb: Sandbox, store: Path, prefix: str) -> Verdict:
     return v
 
 
-def appended_by(live: Live, seconds: float) -> list[str]:
-    """The event names one more clean session appends (recovery run again on a quiet market), what it monitors
-    left out (`facts`)."""
-    before = len(log_events(live.store))
-    p = live.run(seconds)
-    assert p.returncode == 0, p.stderr[-2000:]
-    return facts(log_events(live.store)[before:])
-
-
 # what a session records of itself, not of the account: a snapshot holds a state (a session may well take one when
 # the last step before a kill did not), a heartbeat and the incidents raised from it are what it measured
 MONITORING = frozenset({"SnapshotTaken", "Heartbeat", "IncidentRaised", "IncidentResolved"})

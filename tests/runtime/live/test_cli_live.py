@@ -43,6 +43,14 @@ def test_unknown_venue(tmp_path, env):
     assert not (tmp_path / "live-x").exists()
 
 
+def test_a_malformed_incident_file(tmp_path, env):
+    bad = tmp_path / "incidents.toml"
+    bad.write_text('[stale_dat]\nthreshold = 5\n')
+    p = tape(tmp_path / "store", *live("binance", "live-x", "--paper", "--incidents", str(bad)), env=env)
+    one_line_error(p, "unknown 'stale_dat' (did you mean 'stale_data'?)")
+    assert not (tmp_path / "store" / "live-x").exists()
+
+
 def test_missing_credentials(tmp_path, py_env):
     env = {k: v for k, v in py_env.items() if not k.startswith("TAPE_BINANCE")}
     one_line_error(tape(tmp_path, *live(), env=env), "set TAPE_BINANCE_API_KEY and TAPE_BINANCE_SECRET")
