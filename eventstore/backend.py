@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 from eventstore.batch import Record
 from eventstore.codec import SchemaStore
@@ -108,6 +108,10 @@ class Backend(ABC):
     def writer_holder(self, namespace: str) -> int | str | None:
         """Who holds the namespace's writer now, asked without taking it: a pid, None (nobody), or "unknown"."""
         return "unknown"
+
+    @abstractmethod
+    def control(self, namespace: str) -> Any:
+        """The namespace's control channel (eventstore/control.py): commands for the session that writes it."""
 
     def close(self) -> None:
         return None

@@ -21,6 +21,7 @@ from eventstore.backend import (
 )
 from eventstore.batch import Record, iter_records
 from eventstore.codec import check_fingerprint, schema_file_text
+from eventstore.control import FileControl
 from eventstore.errors import LockedNamespace, StoreError
 from eventstore.partition import Partition
 
@@ -332,3 +333,6 @@ class FileLog(Backend):
 
     def writer_holder(self, namespace: str) -> int | None:
         return lock_holder(self._ns_dir(namespace, create=False))
+
+    def control(self, namespace: str) -> FileControl:
+        return FileControl(self._ns_dir(namespace, create=False))

@@ -96,6 +96,10 @@ class Log:
         """Committed events in seq order; see Replay for slicing and follow mode."""
         return Replay(self.backend.open_reader(namespace), self.codec(namespace), types=types, **options)
 
+    def control(self, namespace: str):
+        """The namespace's control channel: commands for the session that writes it (eventstore/control.py)."""
+        return self.backend.control(namespace)
+
     def writer_holder(self, namespace: str) -> int | str | None:
         """Who writes the namespace now (a pid, None, or "unknown" where the backend cannot tell), read-only."""
         return self.backend.writer_holder(namespace)

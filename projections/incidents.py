@@ -3,9 +3,11 @@
 An incident is raised (IncidentRaised) with a kind, a scope (instrument, strategy, venue or account) and the id of
 what it concerns, the measured value and the threshold, and the action taken. It stays open until IncidentResolved;
 an operator may acknowledge it (OperatorCommand "ack") while it is open. An open incident whose action is DENY on
-an instrument refuses new orders on that instrument; a halt or a reduce-only state is the trading state's (the risk
-projection's), which only an operator's resume lifts — allowed once every incident that set it is resolved or
-acknowledged (`blocking`).
+an instrument refuses new orders on that instrument (REDUCE on an instrument: those that do not reduce its
+position); a halt or a reduce-only state of the whole session is the trading state's (the risk projection's), which
+only an operator's resume lifts — allowed once every incident that set it is resolved or acknowledged (`blocking`).
+An operator's halt or reduce of one instrument is an incident of its own kind (OPERATOR), lifted by the operator's
+resume of that instrument (handlers/operator.py).
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 STATE_ACTIONS = frozenset({"REDUCE", "HALT"})  # actions that change the trading state (lifted by a resume)
+INSTRUMENT_ACTIONS = frozenset({"DENY", "REDUCE"})  # actions the risk rules read on an instrument-scoped incident
+OPERATOR = "operator_halt"  # the kind of an operator's halt or reduce of one instrument
 
 
 @dataclass
@@ -51,12 +55,15 @@ class Incidents:
             if found is not None:
                 found.acknowledged = True
 
-    def denied(self, instrument_id: str) -> Incident | None:
-        """The first open incident that denies new orders on the instrument, if any."""
+    def restricting(self, instrument_id: str) -> Incident | None:
+        """The open incident that restricts new orders on the instrument most (DENY before REDUCE), if any."""
+        found = None
         for i in self.open.values():
-            if i.action == "DENY" and i.scope == "instrument" and i.scope_id == instrument_id:
-                return i
-        return None
+            if i.scope == "instrument" and i.scope_id == instrument_id and i.action in INSTRUMENT_ACTIONS:
+                if i.action == "DENY":
+                    return i
+                found = found or i
+        return found
 
     def find(self, kind: str, scope_id: str) -> Incident | None:
         """The open incident of a kind on a scope id (a detector raises one at a time per scope)."""
@@ -67,7 +74,8 @@ class Incidents:
 
     def blocking(self) -> list[Incident]:
         """Open incidents that set the trading state and no operator acknowledged: a resume waits for them."""
-        return [i for i in self.open.values() if i.action in STATE_ACTIONS and not i.acknowledged]
+        return [i for i in self.open.values()
+                if i.action in STATE_ACTIONS and not i.acknowledged and i.kind != OPERATOR]
 
     # ---- snapshot ------------------------------------------------------------------------------------------
 

@@ -12,6 +12,8 @@ Layout of a namespace NS:
   state after the commit (end offset, running max ts_event, record count, payload bytes). Format and reading:
   journal.py, which also says why readers never trust a broker watermark and how time slices use the journal.
 - ``NS._schemas``: compacted registry, key = fingerprint hex, value = schema JSON text (registry.py).
+- ``NS._control``: one partition, the operators' commands for the session writing NS (control.py), created by the
+  first command sent; not part of the log (the session records each command it reads as an event).
 
 Why an in-band journal and not broker transactions for atomicity: on the test broker (tansu 0.6.0) read_committed
 consumers receive the records of *aborted* transactions, and a transaction left open by a crashed writer blocks
@@ -44,6 +46,7 @@ from urllib.parse import parse_qs
 
 from eventstore.backend import Backend, NamespaceReader, NamespaceWriter
 from eventstore.errors import StoreError
+from eventstore.kafka.control import KafkaControl
 from eventstore.kafka.journal import JOURNAL
 from eventstore.kafka.reader import KafkaCursor, KafkaNamespaceReader
 from eventstore.kafka.registry import KafkaSchemaStore
@@ -231,6 +234,11 @@ class KafkaLog(Backend):
 
     def schema_store(self, namespace: str) -> KafkaSchemaStore:
         return KafkaSchemaStore(self, _valid_namespace(namespace))
+
+    def control(self, namespace: str) -> KafkaControl:
+        control = KafkaControl(self, _valid_namespace(namespace))
+        self._opened.add(control)
+        return control
 
     def close(self) -> None:
         """Close every reader and writer opened through this backend, then the shared clients."""

@@ -6,8 +6,8 @@ order is named as such, and the trading state first, so a halted runtime rejects
   trading_state         ACTIVE: all; REDUCING: only orders that reduce the position without flipping it, counting
                         open and unsent orders on the same side (reduce_only orders pass); HALTED: none.
                         limit = the state, value = the position the order would lead to. Cancels always pass.
-  incident              no open incident denies orders on the instrument (action DENY: stale data);
-                        value = the incident's id.
+  incident              no open incident denies orders on the instrument (action DENY: stale data, an operator's
+                        halt of it; REDUCE: orders that do not reduce its position); value = the incident's id.
   allowed_instruments   instrument in the configured allow-list (config: allowed_instruments = [...]).
   unknown_instrument    an InstrumentDefined event describes the instrument.
   invalid_order         quantity > 0; a price for LIMIT/STOP_LIMIT, a trigger price for STOP_*; both > 0.

@@ -92,17 +92,28 @@ class TradingStateRule(RiskRule):
 
 
 class IncidentRule(RiskRule):
-    """An open incident with action DENY on the order's instrument refuses it (stale data, for one)."""
+    """An open incident with action DENY on the order's instrument refuses it (stale data, an operator's halt of the
+    instrument); with action REDUCE, it refuses orders that do not reduce the instrument's position."""
 
     name = "incident"
 
     def check(self, intent, state, now):
-        found = state.incidents.denied(intent["instrument_id"]) if state.incidents.open else None
+        iid = intent["instrument_id"]
+        found = state.incidents.restricting(iid) if state.incidents.open else None
         if found is None:
             return None
+        what = f"{found.kind} {found.value} (threshold {found.threshold})" if found.threshold else found.kind
+        if found.action == "REDUCE":
+            if intent.get("reduce_only"):
+                return None
+            pos, after = position_after(intent, state)
+            if reduces(pos, after):
+                return None
+            return self.reject("no open incident", found.incident_id,
+                               f"incident {found.incident_id} allows only orders that reduce the position on {iid} "
+                               f"({what}): this one takes it from {text(pos)} to {text(after)}")
         return self.reject("no open incident", found.incident_id,
-                           f"incident {found.incident_id} denies new orders on {intent['instrument_id']}: "
-                           f"{found.kind} {found.value} (threshold {found.threshold})")
+                           f"incident {found.incident_id} denies new orders on {iid}: {what}")
 
 
 class AllowedInstrumentsRule(RiskRule):

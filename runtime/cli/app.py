@@ -18,7 +18,7 @@ from typer._click.exceptions import NoArgsIsHelpError
 from typer.core import TyperGroup
 
 from eventstore.store import DEFAULT_STORE
-from runtime.cli import audit, backtest, db, ingest, live, log, replay, sandbox, schemas, status
+from runtime.cli import audit, backtest, db, incidents, ingest, live, log, replay, sandbox, schemas, status
 from runtime.cli.context import CliContext
 from schemas.errors import TapeError
 
@@ -100,7 +100,8 @@ app.command("replay")(replay.replay)
 app.add_typer(audit.audit_app, name="audit")
 app.add_typer(db.db_app, name="db")
 app.command("project")(db.project)
-app.command("live")(live.live)
+app.add_typer(live.live_app, name="live")
+app.add_typer(incidents.incidents_app, name="incidents")
 app.command("status")(status.status_command)
 app.command("top")(status.top_command)
 app.add_typer(sandbox.sandbox_app, name="sandbox")

@@ -1,4 +1,5 @@
-"""`tape live`: trade a strategy on a venue's live market data, through ccxt (or --paper: the simulated venue)."""
+"""`tape live`: trade a strategy on a venue's live market data, through ccxt (or --paper: the simulated venue); and
+`tape live halt|reduce|resume|cancel-all NS`: the operator's commands to a running session."""
 from __future__ import annotations
 
 import signal
@@ -17,6 +18,8 @@ from runtime.cli.context import cli_context
 from runtime.configfiles import incident_file, risk_file, venue_file
 from runtime.live.credentials import Credentials, load_credentials
 from runtime.live.node import SNAPSHOT_EVERY, LiveError, LiveNode, LiveSpec
+from runtime.ops.alerts import Alerts, alert_file
+from runtime.ops.commands import WAIT_SECONDS, CommandError, Scope, send
 from runtime.times import parse_timeframe
 
 
@@ -55,14 +58,21 @@ def exchange_for(venue: str, credentials: Credentials | None, sandbox_url: str |
     return exchange
 
 
+live_app = typer.Typer(invoke_without_command=True, no_args_is_help=False,
+                       help="Run a live or paper session (the options), or command a running one (the commands).")
+
+
+@live_app.callback()
 def live(
     ctx: typer.Context,
-    venue: str = typer.Option(..., "--venue", metavar="ID", help="ccxt exchange id, e.g. binance."),
-    namespace: str = typer.Option(..., "--namespace", metavar="live-NAME", help="The live namespace (resumed)."),
-    strategy: str = typer.Option(..., "--strategy", metavar="NAME", help="Built-in name or module:Class."),
-    symbol: List[str] = typer.Option(..., "--symbol", metavar="BASE/QUOTE", help="Market to trade (repeatable)."),
+    venue: Optional[str] = typer.Option(None, "--venue", metavar="ID", help="ccxt exchange id, e.g. binance."),
+    namespace: Optional[str] = typer.Option(None, "--namespace", metavar="live-NAME",
+                                            help="The live namespace (resumed)."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", metavar="NAME", help="Built-in name or module:Class."),
+    symbol: Optional[List[str]] = typer.Option(None, "--symbol", metavar="BASE/QUOTE",
+                                               help="Market to trade (repeatable)."),
     param: Optional[List[str]] = typer.Option(None, "--param", metavar="K=V", help="Strategy parameter (repeatable)."),
-    risk: Optional[Path] = typer.Option(None, "--risk", metavar="FILE", help="Risk limits and [queue] (TOML/JSON)."),
+    risk: Optional[Path] = typer.Option(None, "--risk", metavar="FILE", help="Risk limits and \\[queue] (TOML/JSON)."),
     paper: bool = typer.Option(False, "--paper", help="Live market data, the simulated venue: no order leaves."),
     paper_venue: Optional[Path] = typer.Option(None, "--paper-venue", metavar="FILE",
                                                help="Simulated venue settings for --paper (TOML or JSON)."),
@@ -91,10 +101,23 @@ def live(
     snapshot_every: int = typer.Option(SNAPSHOT_EVERY, "--snapshot-every", min=1, metavar="N",
                                        help="Events between snapshots (startup restores the latest and replays only "
                                             "what follows it); fixed for the namespace's life."),
+    alerts: Optional[Path] = typer.Option(None, "--alerts", metavar="FILE",
+                                          help="Webhooks told of incidents and halts (TOML/JSON; runtime/ops/alerts.py)."),
+    dead_man: int = typer.Option(60, "--dead-man", min=0, metavar="S",
+                                 help="Arm the venue's cancel-all-after with this timeout while healthy, where the venue "
+                                      "has one (0: off)."),
     stream: bool = typer.Option(True, "--stream/--no-stream",
                                 help="Bars from the venue's websocket stream, REST as the fallback (or REST only)."),
 ) -> None:
     """Run the engine loop on a venue: startup is recovery and reconciliation; SIGINT/SIGTERM stop it cleanly."""
+    if ctx.invoked_subcommand is not None:
+        return
+    missing = [name for name, value in (("--venue", venue), ("--namespace", namespace), ("--strategy", strategy),
+                                        ("--symbol", symbol)) if not value]
+    if missing:
+        raise LiveError(f"missing option {', '.join(missing)}: tape live --venue ID --namespace live-NAME --strategy "
+                        "NAME --symbol BASE/QUOTE [...] runs a session (tape live --help)")
+    assert venue and namespace and strategy and symbol
     limits, queue = risk_file(risk) if risk is not None else (RiskLimits(), QueueConfig())
     spec = LiveSpec(namespace=namespace, venue=venue, symbols=tuple(symbol), strategy=strategy,
                     params=output.params_option(param or []), risk=limits, queue=queue, paper=paper,
@@ -103,6 +126,7 @@ def live(
                     poll_seconds=poll, fills_seconds=fills_poll, visibility_window_ns=int(window * 1e9),
                     snapshot_every=snapshot_every, heartbeat_seconds=heartbeat,
                     incidents=incident_file(incidents) if incidents is not None else IncidentConfig())
+    alert_config = alert_file(alerts) if alerts is not None else None  # secrets: never part of the spec (the log)
     exchange_class(venue)
     creds = None if paper else load_credentials(venue, credentials)
     exchange = exchange_for(venue, creds, sandbox_url)
@@ -136,10 +160,85 @@ def live(
                             "port (0 picks a free one)") from None
         sys.stderr.write(f"metrics on http://{metrics_addr}:{port}/metrics\n")
         sys.stderr.flush()
+    secrets = creds.values() if creds else ()
+    switch = None
+    if dead_man and not paper:
+        from handlers.venues.ccxt.deadman import DeadMansSwitch
+
+        switch = DeadMansSwitch(exchange, dead_man, secrets=secrets)
     node = LiveNode(cli_context(ctx).open(), spec, exchange, venue_clock=venue_clock, metrics=metrics,
-                    secrets=creds.values() if creds else (), stream=kline_stream)
+                    secrets=secrets, stream=kline_stream, deadman=switch if switch and switch.available else None,
+                    alerts=Alerts(alert_config, namespace) if alert_config is not None else None)
+    if switch is not None and not switch.available:
+        sys.stderr.write(f"note: {venue} has no dead-man's switch in ccxt (cancel-all-after): resting orders stay at "
+                         "the venue if this session dies (--dead-man 0 silences this)\n")
     s = node.run(lambda: stopping[0], max_seconds=max_seconds)
     since = "" if s.snapshot_seq is None else f" after the snapshot at seq {s.snapshot_seq:,}"
     sys.stdout.write(f"{s.namespace}: recovered {s.recovered_events:,} events{since} ({s.recovered_inputs:,} inputs), "
                      f"{s.inputs:,} inputs this session ({s.bars_streamed:,} bars streamed, {s.bars_polled:,} polled), "
                      f"{s.fills:,} fills, {s.resolved_in_doubt:,} sends in doubt resolved\n")
+
+
+# ---- commands to a running session ---------------------------------------------------------------------------------
+
+_SCOPE = typer.Option("account", "--scope", metavar="SCOPE",
+                      help="account (the whole session; also strategy[:ID], venue[:ID]) or instrument:ID.")
+_REASON = typer.Option(..., "--reason", metavar="TEXT", help="Why, in your words (recorded in the log).")
+_WAIT = typer.Option(WAIT_SECONDS, "--wait", min=0.5, metavar="S",
+                     help="How long to wait for the session to record the command (it expires after that).")
+
+
+def command_answer(ctx: typer.Context, namespace: str, command: str, *, scope: str = "account", reason: str = "",
+                   incident_id: str | None = None, wait: float = WAIT_SECONDS) -> None:
+    """Send a command, print what the session recorded; a refusal is a one-line error (exit 2)."""
+    answer = send(cli_context(ctx).open(), namespace, command, scope=Scope.parse(scope), reason=reason,
+                  incident_id=incident_id, wait=wait)
+    refused = answer.refused
+    if refused is not None:
+        raise CommandError(f"{namespace} recorded {command.replace('_', '-')} at seq {answer.seq:,} and refused "
+                           f"it: {refused}")
+    sys.stdout.write(f"{namespace}: {command.replace('_', '-')} recorded at seq {answer.seq:,}\n")
+    for name, data in answer.events:
+        sys.stdout.write(f"  {describe(name, data)}\n")
+
+
+def describe(name: str, data: dict[str, Any]) -> str:
+    """One line for an event a command caused."""
+    if name == "TradingStateChanged":
+        return f"trading {data['previous']} -> {data['state']}"
+    if name == "IncidentRaised":
+        return f"incident {data['incident_id']} raised: {data['detail']}"
+    if name == "IncidentResolved":
+        return f"incident {data['incident_id']} resolved: {data['detail']}"
+    if name == "CancelIntent":
+        return f"cancel {data['client_order_id']} on {data['instrument_id']}"
+    return name
+
+
+@live_app.command("halt")
+def halt(ctx: typer.Context, namespace: str = typer.Argument(..., metavar="NS"), scope: str = _SCOPE,
+         reason: str = _REASON, wait: float = _WAIT) -> None:
+    """No new orders: the whole session (HALTED) or one instrument; open orders stay (cancel-all cancels them)."""
+    command_answer(ctx, namespace, "halt", scope=scope, reason=reason, wait=wait)
+
+
+@live_app.command("reduce")
+def reduce(ctx: typer.Context, namespace: str = typer.Argument(..., metavar="NS"), scope: str = _SCOPE,
+           reason: str = _REASON, wait: float = _WAIT) -> None:
+    """Only orders that reduce a position: the whole session (REDUCING) or one instrument."""
+    command_answer(ctx, namespace, "reduce", scope=scope, reason=reason, wait=wait)
+
+
+@live_app.command("resume")
+def resume(ctx: typer.Context, namespace: str = typer.Argument(..., metavar="NS"), scope: str = _SCOPE,
+           reason: str = _REASON, wait: float = _WAIT) -> None:
+    """Trade again — refused while an incident that halted the session is open and not acknowledged."""
+    command_answer(ctx, namespace, "resume", scope=scope, reason=reason, wait=wait)
+
+
+@live_app.command("cancel-all")
+def cancel_all(ctx: typer.Context, namespace: str = typer.Argument(..., metavar="NS"), scope: str = _SCOPE,
+               reason: str = typer.Option("", "--reason", metavar="TEXT", help="Why (recorded in the log)."),
+               wait: float = _WAIT) -> None:
+    """Cancel every open order of the session (or of one instrument)."""
+    command_answer(ctx, namespace, "cancel_all", scope=scope, reason=reason, wait=wait)

@@ -10,6 +10,8 @@ through `State.apply` rebuilds exactly the state the engine had.
 
 After each step's risk evaluation, an incident monitor (`incidents`, live sessions: handlers/incidents/) sees
 every event the engine folded and may raise or resolve incidents and act on them, as events of the same step.
+An operator's command (an OperatorCommand input, live sessions) is answered by `operator` (handlers/operator.py)
+the same way: what it does follows it in its step.
 
 Snapshots (`snapshot_every` N > 0): after the step during which the count of events folded into the state
 (events emitted, plus inputs folded without being recorded here) reaches N more than at the last snapshot,
@@ -46,7 +48,7 @@ class Engine:
     def __init__(self, *, writer: Writer, state: State, strategy_cls: type[Strategy], params: Any, risk: Risk,
                  queue: Queue, venue: Venue, strategy_id: str, record_inputs: bool, group: int = 1,
                  snapshot_every: int = 0, clock: Callable[[], int] | None = None, snapshot_handlers: bool = False,
-                 incidents: Any = None):
+                 incidents: Any = None, operator: Any = None):
         self.writer = writer
         self.clock = clock  # live: ts_init is when the runtime made or received the event; else its event time
         self.namespace = writer.namespace
@@ -73,6 +75,7 @@ class Engine:
         self.snapshot_handlers = snapshot_handlers
         self.incidents = incidents  # handlers.incidents.monitor.IncidentMonitor, or None (no detectors)
         self._watch = incidents.observe if incidents is not None else None
+        self.operator = operator  # handlers.operator.Operator (live sessions), or None: commands are not answered
         self.inputs = 0  # inputs folded into state without being recorded in this namespace
         self.max_ts = 0  # largest ts_event folded
         self.last_input: str | None = None  # event id of the last such input (e.g. 'src:1234')
@@ -213,6 +216,8 @@ class Engine:
             self.strategy.on_order(name, data)
         elif name == "Timer":
             self.strategy.on_timer(data["name"], data["scheduled_ts"])
+        elif name == "OperatorCommand" and self.operator is not None:
+            self._emit_all(self.operator.command(data, self.state), "operator")
 
     def _end_step(self) -> None:
         if self._step:
@@ -271,6 +276,8 @@ class Engine:
         parts = {"engine": engine, "queue": self.queue.snapshot(), "venue": self.venue.snapshot()}
         if self.incidents is not None:
             parts["incidents"] = self.incidents.snapshot()
+        if self.operator is not None:
+            parts["operator"] = self.operator.snapshot()
         return {"version": HANDLER_STATE_VERSION, "parts": parts}
 
     def restore_handlers(self, handlers: dict[str, Any]) -> None:
@@ -287,6 +294,8 @@ class Engine:
         self.venue.restore(parts["venue"])
         if self.incidents is not None:
             self.incidents.restore(parts["incidents"])
+        if self.operator is not None and "operator" in parts:  # a snapshot from before commands were answered
+            self.operator.restore(parts["operator"])
 
     def stop(self, run_stopped: dict[str, Any] | None = None) -> None:
         self.strategy.on_stop()

@@ -8,12 +8,15 @@ AccountState, and reconciliation — every send whose outcome the log does not h
 up by client order id (never sent again), fills since the last recorded trade are read from the venue's trade
 history — recorded as a ReconciliationReport. Then the loop: closed bars from the feed, the venue's answers and
 fills, each one input → one committed step, every order sent only after the step that records it is committed;
-every `heartbeat_seconds` a Heartbeat input with what the loop measured, the incident monitor's evidence.
+every `heartbeat_seconds` a Heartbeat input with what the loop measured, the incident monitor's evidence; every
+pass, the operators' commands from the namespace's control channel (eventstore/control.py), each recorded as an
+OperatorCommand input and answered in its step (handlers/operator.py); a restart reads on after the last recorded.
 SIGINT/SIGTERM stop the loop at a step boundary and write RunStopped. A second `tape live` on the namespace is
 refused by the writer lock (file store) or fenced (Kafka).
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
@@ -24,6 +27,7 @@ from eventstore.store import Log
 from eventstore.writer import own_fields
 from handlers.incidents.config import IncidentConfig
 from handlers.incidents.monitor import IncidentMonitor
+from handlers.operator import Operator
 from handlers.queue import OutboundQueue, QueueConfig
 from handlers.risk.engine import RiskEngine
 from handlers.risk.limits import RiskLimits
@@ -48,6 +52,7 @@ from schemas.errors import TapeError
 from schemas.ids import order_id_prefix
 
 SNAPSHOT_EVERY = 10_000
+UNHEALTHY = frozenset({"log_stall", "consumer_lag"})  # open incidents that let the dead-man's switch run out
 
 
 class LiveError(TapeError):
@@ -93,10 +98,11 @@ class LiveSpec:
 
 
 class CommitClock:
-    """The engine's writer, every commit timed: the slowest since the last heartbeat (and the metrics')."""
+    """The engine's writer, every commit timed: the slowest since the last heartbeat (and the metrics'); what is
+    committed goes to the alerts (never before: an alert names only what the log holds)."""
 
-    def __init__(self, writer: Any, metrics: Any = None):
-        self.writer, self.metrics = writer, metrics
+    def __init__(self, writer: Any, metrics: Any = None, alerts: Any = None):
+        self.writer, self.metrics, self.alerts = writer, metrics, alerts
         self.slowest = 0.0
 
     def append_steps(self, steps: list[Any]) -> int:
@@ -106,6 +112,8 @@ class CommitClock:
         self.slowest = max(self.slowest, took)
         if self.metrics is not None:
             self.metrics.appended(took, sum(len(step) for step in steps))
+        if self.alerts is not None:
+            self.alerts.committed(steps)
         return out
 
     def __getattr__(self, name: str) -> Any:
@@ -132,7 +140,8 @@ class LiveNode:
 
     def __init__(self, log: Log, spec: LiveSpec, exchange: Any, *, clock: Callable[[], int] = time.time_ns,
                  venue_clock: VenueClock | None = None, secrets: tuple[str, ...] = (), stream: Any = None,
-                 metrics: Any = None, use_snapshots: bool = True, snapshot_to_seq: int | None = None):
+                 metrics: Any = None, use_snapshots: bool = True, snapshot_to_seq: int | None = None,
+                 alerts: Any = None, deadman: Any = None):
         if not spec.namespace.startswith("live-"):
             raise LiveError(f"namespace {spec.namespace!r}: a live namespace is named live-NAME (e.g. live-btc)")
         self.log, self.spec, self.exchange, self.clock = log, spec, exchange, clock
@@ -151,6 +160,8 @@ class LiveNode:
         self.use_snapshots, self.snapshot_to_seq = use_snapshots, snapshot_to_seq  # where recovery may start
         self.stream = stream  # a KlineStream (stream.py) or None: bars over REST only
         self.metrics = metrics  # runtime.ops.metrics.SessionMetrics or None
+        self.alerts = alerts  # runtime.ops.alerts.Alerts or None: webhooks told of incidents and halts
+        self.deadman = deadman  # handlers.venues.ccxt.deadman.DeadMansSwitch or None (paper, or no such venue API)
         self._due_since: dict[str, float] = {}  # instrument → when (monotonic) its next bar became due
         self.session = Session(spec.namespace)
         self._next_check = 0.0
@@ -162,6 +173,8 @@ class LiveNode:
         self._opening = None if spec.paper else self.adapter.balances()
         self.writer = log.writer(spec.namespace, clock=clock)  # the lock: a second session is refused here
         try:
+            self.control = log.control(spec.namespace)
+            self._control_at = 0  # where the next read of the control channel starts
             self.engine = self._recover()
         except BaseException:
             self.writer.close()
@@ -217,7 +230,8 @@ class LiveNode:
                       queue=OutboundQueue(replace(spec.queue, venue=spec.venue_name)),
                       venue=venue, strategy_id=self.strategy_cls.name, record_inputs=True, group=1,
                       snapshot_every=spec.snapshot_every, clock=self.clock,
-                      snapshot_handlers=self._restorable, incidents=monitor)
+                      snapshot_handlers=self._restorable, incidents=monitor,
+                      operator=Operator(strategy_id=self.strategy_cls.name, venue=spec.venue_name))
 
     @property
     def _restorable(self) -> bool:
@@ -272,7 +286,7 @@ class LiveNode:
         engine.snapshot_every = self.spec.snapshot_every
         self.adapter.sending = True
         self.adapter.reports.clear()
-        engine.writer = self.commits = CommitClock(self.writer, self.metrics)
+        engine.writer = self.commits = CommitClock(self.writer, self.metrics, self.alerts)
         engine._next_seq = self.writer.next_seq
         if self.metrics is not None:  # from here on: what this session does, not what recovery re-derived
             engine.on_emit = lambda name, payload, ts: self.metrics.emitted(name, payload)
@@ -409,12 +423,44 @@ class LiveNode:
                     self._pump()
                     self._record_check(found, orders=len(self.adapter.orders.open), fills=0, balances=0)
             self._pump()
+        self.commands()
+        if self.deadman is not None:
+            self.deadman.refresh(self.healthy())
         if time.monotonic() >= self._next_beat:
             self._next_beat = time.monotonic() + self.spec.heartbeat_seconds
             self.heartbeat()
         if self.metrics is not None:
             self.metrics.observe(self.engine.state, read_failures=self.feed.failures,
                                  stream_connected=None if self.stream is None else self.stream.connected())
+
+    def commands(self) -> None:
+        """The operators' commands sent since the last read, each an input recorded before it is acted on; one
+        read after its expiry (the sender has been told no session took it), or damaged, is named on stderr."""
+        records, self._control_at = self.control.read(self._control_at)
+        done = self.engine.operator.position
+        for r in records:
+            if r.position <= done:
+                continue  # recorded before a restart
+            if r.data is None:
+                _warn(f"{self.spec.namespace}: {r.problem}")
+                continue
+            d = r.data
+            if int(d.get("expires_ts") or 0) < time.time_ns():
+                _warn(f"{self.spec.namespace}: command {d.get('command')} {d.get('command_id', '')} read after its "
+                      "expiry (the session was down or starting); not carried out — send it again")
+                continue
+            self._input("OperatorCommand", {
+                "command": d["command"], "scope": str(d.get("scope") or "account"),
+                "scope_id": str(d.get("scope_id") or ""), "incident_id": d.get("incident_id"),
+                "reason": str(d.get("reason") or ""), "by": str(d.get("by") or ""),
+                "command_id": str(d.get("command_id") or ""), "position": r.position,
+                "sent_ts": int(d.get("sent_ts") or 0)}, self.venue_clock.now(), "operator")
+            self._pump()
+
+    def healthy(self) -> bool:
+        """Whether the venue's dead-man's switch is kept armed: not while the log cannot record in time or inputs
+        wait too long (then the venue cancels the resting orders when the timer runs out, as if the process died)."""
+        return not any(i.kind in UNHEALTHY for i in self.engine.state.incidents.open.values())
 
     def heartbeat(self) -> None:
         """What the loop measured since the last one, as a recorded input: the incident monitor's evidence (and
@@ -432,8 +478,15 @@ class LiveNode:
             "stream_down_ns": 0 if self._stream_down is None else int((now - self._stream_down) * 1e9),
             "failed_reads": failed, "rate_limited": limited, "banned": banned,
             "clock_offset_ms": None if offset is None else int(offset), "append_ms": int(self.commits.slowest * 1000),
-            "lag_ms": int(self._lag * 1000)}, self.venue_clock.now(), "monitor")
+            "lag_ms": int(self._lag * 1000), "deadman_until": self._deadman_until()}, self.venue_clock.now(),
+            "monitor")
         self.commits.slowest, self._lag = 0.0, 0.0
+
+    def _deadman_until(self) -> int | None:
+        d = self.deadman
+        if d is None or not d.armed:
+            return None
+        return self.clock() + int((d.armed_until - time.monotonic()) * 1e9)
 
     def _bars(self) -> list[tuple[str, dict[str, Any], int]]:
         """New closed bars: the stream's while it is connected and continues the log, REST for the rest (all of it
@@ -477,8 +530,18 @@ class LiveNode:
         finally:
             self.engine.stop({"run_id": self.spec.namespace, "reason": "stopped" if stop() else "max runtime"})
             self.writer.close()
+            self.control.close()
+            if self.deadman is not None and self.deadman.armed:
+                self.deadman.disarm()  # a clean stop keeps the resting orders, as the log says they are
+            if self.alerts is not None:
+                self.alerts.close(5.0)
             if self.stream is not None:
                 self.stream.stop()
             if self.metrics is not None:
                 self.metrics.close()
         return self.session
+
+
+def _warn(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()

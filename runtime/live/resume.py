@@ -25,7 +25,7 @@ from eventstore.store import Log
 from eventstore.writer import Draft, own_fields
 from schemas.errors import TapeError
 
-INPUT_SOURCES = ("feed:", "report:", "monitor:")  # what a live namespace records as inputs (the engine derives
+INPUT_SOURCES = ("feed:", "report:", "monitor:", "operator:")  # what a live namespace records as inputs (the engine derives
 # the rest): market data, the venue's answers, the loop's own measures (Heartbeat)
 
 
