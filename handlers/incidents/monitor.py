@@ -15,7 +15,9 @@ resolution: only an operator's resume does that.
 Measures: stale_data = seconds since an instrument's next market event was due (a bar's close + its period, a
 tick's time), raised at a heartbeat (the node records it after the pass's bars, so a catch-up raises nothing);
 bursts = venue rejections (not ROUTINE ones) / unknown outcomes within the window of event time;
-risk_breach = the larger of the day's loss over daily_loss_limit and the drawdown over max_drawdown (4 places);
+risk_breach = the larger of the day's loss over daily_loss_limit and the drawdown over max_drawdown (4 places,
+for people: whether the threshold's fraction of a limit is reached is decided exactly, by the rule the backtest's
+risk engine halts by — handlers/risk/losses.py);
 reconciliation_mismatch = blocking mismatches in the last ReconciliationReport; the rest from the last Heartbeat.
 """
 from __future__ import annotations
@@ -26,15 +28,16 @@ from typing import Any
 
 from handlers.incidents.config import IncidentConfig, Rule
 from handlers.risk.limits import RiskLimits
+from handlers.risk.losses import LossLimits
 from handlers.venues.ccxt.reconcile import blocking, halt_reason
-from schemas.decimals import ZERO, exact_text
+from schemas.decimals import exact_text
 from schemas.names import PRICES
 
 NS = 1_000_000_000
 _PRICES = frozenset(PRICES)
-_Q4 = Decimal("0.0001")
 ROUTINE = frozenset({"POST_ONLY_WOULD_TAKE", "RATE_LIMITED"})  # rejections a burst does not count: a quote that
 # would cross is a market maker's daily bread, and 429/418 have rules of their own
+BREACHES = frozenset({"risk_breach_soft", "risk_breach_hard"})
 HEALTH = ("stream_connected", "stream_down_ns", "failed_reads", "rate_limited", "banned", "clock_offset_ms",
           "append_ms", "lag_ms")
 
@@ -47,6 +50,7 @@ class IncidentMonitor:
         self.strategy_id = strategy_id
         self.venue = venue
         self.limits = limits or RiskLimits()
+        self.losses = LossLimits(self.limits)
         self.raised = 0  # incidents raised so far: the next id
         self.due: dict[str, int] = {}  # instrument → when its next market event is due (event time)
         self.rejects: deque[int] = deque()  # ts of venue rejections (inside the widest window)
@@ -92,7 +96,7 @@ class IncidentMonitor:
                 out.append((kind, self.strategy_id if kind == "reject_burst" else venue, Decimal(len(times))))
         if "reconciliation_mismatch" in rules:
             out.append(("reconciliation_mismatch", venue, Decimal(self.mismatches)))
-        breach = self.breach(state.risk)
+        breach = self.losses.level(state.risk)
         if breach is not None:
             out += [(k, venue, breach) for k in ("risk_breach_soft", "risk_breach_hard") if k in rules]
         h = self.health
@@ -109,19 +113,6 @@ class IncidentMonitor:
                                 Decimal(value)))
         return [m for m in out if m[0] in rules]
 
-    def breach(self, risk: Any) -> Decimal | None:
-        """How far equity has gone toward the nearer loss limit (1 = reached), 4 places; None without limits."""
-        L, equity = self.limits, risk.equity
-        if equity is None or (L.daily_loss_limit is None and L.max_drawdown is None):
-            return None
-        level = ZERO
-        start, peak = risk.day_start_equity, risk.peak_equity
-        if L.daily_loss_limit is not None and start is not None:
-            level = max(level, (start - equity) / L.daily_loss_limit)
-        if L.max_drawdown is not None and peak is not None and peak > 0:
-            level = max(level, (peak - equity) / peak / L.max_drawdown)
-        return level.quantize(_Q4)
-
     def evaluate(self, state: Any, now: int) -> list[tuple[str, dict[str, Any]]]:
         """The incidents raised and resolved at this step, with their actions, as events."""
         out: list[tuple[str, dict[str, Any]]] = []
@@ -130,9 +121,11 @@ class IncidentMonitor:
         for kind, scope_id, value in measured:
             rule = self.rules[kind]
             found = state.incidents.find(kind, scope_id)
-            if value >= rule.threshold and found is None:
+            over = self.losses.reached(state.risk, rule.threshold) is not None if kind in BREACHES \
+                else value >= rule.threshold
+            if over and found is None:
                 trading = self._raise(rule, scope_id, value, state, trading, out)
-            elif value < rule.threshold and found is not None:
+            elif not over and found is not None:
                 out.append(("IncidentResolved", {
                     "incident_id": found.incident_id,
                     "detail": f"{kind} on {scope_id}: {exact_text(value)} {rule.unit}, below "

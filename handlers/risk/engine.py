@@ -40,10 +40,11 @@ raises the loss limits as incidents that halt: handlers/incidents/monitor.py) it
 """
 from __future__ import annotations
 
-from decimal import Decimal, localcontext
+from decimal import localcontext
 from typing import Any
 
 from handlers.risk.limits import RiskLimits
+from handlers.risk.losses import LossLimits
 from handlers.risk.rules import (
     AllowedInstrumentsRule,
     IncidentRule,
@@ -65,7 +66,7 @@ from handlers.risk.rules import (
     TradingStateRule,
     UnknownInstrumentRule,
 )
-from schemas.decimals import ARITHMETIC as _CTX, ONE as _ONE, Q18, text
+from schemas.decimals import ARITHMETIC as _CTX, text
 
 
 def build_rules(limits: RiskLimits) -> list[RiskRule]:
@@ -103,10 +104,7 @@ class RiskEngine:
         self.limits = limits if limits is not None else RiskLimits()
         self.halts = halts
         self.rules = build_rules(self.limits)
-        self._start: Decimal | None = None  # day start / peak the floors below were computed from
-        self._peak: Decimal | None = None
-        self._loss_floor: Decimal | None = None  # equity at or below which daily_loss_limit is reached
-        self._dd_floor: Decimal | None = None  # equity at or below which max_drawdown is reached
+        self.losses = LossLimits(self.limits)  # the one loss-limit rule (the incident monitor's too)
 
     def check(self, intent: dict[str, Any], intent_id: str, state: Any, now: int) -> tuple[str, dict[str, Any]]:
         """RiskAccepted, or RiskRejected naming the first failing rule; cancel intents always pass."""
@@ -123,33 +121,13 @@ class RiskEngine:
 
     def evaluate(self, state: Any, now: int) -> list[tuple[str, dict[str, Any]]]:
         """A TradingStateChanged to HALTED the first time daily loss or drawdown reaches its limit; else nothing."""
-        L = self.limits
-        if not self.halts or (L.daily_loss_limit is None and L.max_drawdown is None):
+        if not self.halts or not self.losses.enabled:
             return []
         r = state.risk
-        equity = r.equity
-        if equity is None or r.trading_state == "HALTED":
+        if r.trading_state == "HALTED":
             return []
-        # every step calls this: compare equity with floors recomputed only when day start or peak change
-        start, peak = r.day_start_equity, r.peak_equity
-        if start is not self._start:
-            self._start = start
-            self._loss_floor = _CTX.subtract(start, L.daily_loss_limit) \
-                if start is not None and L.daily_loss_limit is not None else None
-        if peak is not self._peak:
-            self._peak = peak
-            self._dd_floor = _CTX.multiply(peak, _CTX.subtract(_ONE, L.max_drawdown)) \
-                if peak is not None and peak > 0 and L.max_drawdown is not None else None
-        loss = self._loss_floor is not None and equity <= self._loss_floor
-        if not loss and (self._dd_floor is None or equity > self._dd_floor):
+        reason = self.losses.reached(r)
+        if reason is None:
             return []
-        with localcontext(_CTX):
-            if loss:
-                reason = (f"daily_loss_limit: equity {text(equity)} is {text(start - equity)} below the day's start "
-                          f"{text(start)}; the limit is {text(L.daily_loss_limit)}")
-            else:
-                dd = ((peak - equity) / peak).quantize(Q18)
-                reason = (f"max_drawdown: equity {text(equity)} is {text(dd)} below the peak {text(peak)}; the limit "
-                          f"is {text(L.max_drawdown)}")
         return [("TradingStateChanged", {"state": "HALTED", "previous": r.trading_state, "reason": reason,
                                          "incident_id": None})]

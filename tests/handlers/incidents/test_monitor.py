@@ -139,6 +139,24 @@ def test_loss_limits_reduce_then_halt_and_cancel_the_open_orders():
     assert hard[1][1]["state"] == "HALTED" and {d["client_order_id"] for n, d in hard[2:]} == {"o1", "o2"}
 
 
+def test_the_hard_breach_is_raised_at_exactly_the_equity_where_a_backtest_halts():
+    """One loss-limit rule (handlers/risk/losses.py): 999.96 of a 1,000 daily loss reads 1.0000 at 4 places, but
+    the limit is not reached — neither the risk engine nor the monitor stops there; at 1,000 both do."""
+    limits = RiskLimits(daily_loss_limit=D(1000))
+    s = Session(limits=limits)
+    s.event("AccountState", account(USDT="1000000"))
+    risk = RiskEngine(limits)
+    s.state.risk.day_start_equity, s.state.risk.equity = D(1_000_000), D("999000.04")
+    assert risk.evaluate(s.state, s.now) == []
+    near = s.beat(s.now + S)
+    assert [d["kind"] for n, d in near if n == "IncidentRaised"] == ["risk_breach_soft"]  # 0.8: reached
+    assert near[0][1]["value"] == "1"  # the level people read, to 4 places
+    s.state.risk.equity = D("999000.00")
+    assert names(risk.evaluate(s.state, s.now)) == ["TradingStateChanged"]
+    hard = s.beat(s.now + S)
+    assert [d["kind"] for n, d in hard if n == "IncidentRaised"] == ["risk_breach_hard"]
+
+
 @pytest.mark.parametrize("measures,kind,action", [
     ({"failed_reads": 3}, "venue_unreachable", "HALT"),
     ({"rate_limited": 1}, "rate_limited", "ALERT"),
