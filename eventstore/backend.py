@@ -110,6 +110,10 @@ class Backend(ABC):
         return "unknown"
 
     @abstractmethod
+    def delete(self, namespace: str) -> None:
+        """Remove a namespace and everything of it (refused while someone writes it, on the file store)."""
+
+    @abstractmethod
     def control(self, namespace: str) -> Any:
         """The namespace's control channel (eventstore/control.py): commands for the session that writes it."""
 

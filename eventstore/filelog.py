@@ -5,6 +5,7 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import struct
 import time
 from pathlib import Path
@@ -333,6 +334,18 @@ class FileLog(Backend):
 
     def writer_holder(self, namespace: str) -> int | None:
         return lock_holder(self._ns_dir(namespace, create=False))
+
+    def delete(self, namespace: str) -> None:
+        d = self._ns_dir(namespace, create=False)
+        fd = _lock(d)  # a namespace someone writes is not deleted under them (LockedNamespace)
+        try:
+            trash = self.root / ".trash"  # a rename out of the listing first: a crash leaves no half namespace
+            trash.mkdir(exist_ok=True)
+            gone = trash / f"{d.name}.{time.time_ns()}"
+            os.replace(d, gone)
+            shutil.rmtree(trash)  # with whatever an earlier crash left there
+        finally:
+            os.close(fd)
 
     def control(self, namespace: str) -> FileControl:
         return FileControl(self._ns_dir(namespace, create=False))

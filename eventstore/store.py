@@ -1,6 +1,7 @@
 """Open a log by URL (file:PATH or kafka://HOST:PORT) and use it: writers, replays, registry, stats."""
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -96,6 +97,10 @@ class Log:
         """Committed events in seq order; see Replay for slicing and follow mode."""
         return Replay(self.backend.open_reader(namespace), self.codec(namespace), types=types, **options)
 
+    def delete(self, namespace: str) -> None:
+        """Remove a namespace (a run being replaced or removed); what the log held is gone."""
+        self.backend.delete(namespace)
+
     def control(self, namespace: str):
         """The namespace's control channel: commands for the session that writes it (eventstore/control.py)."""
         return self.backend.control(namespace)
@@ -119,6 +124,13 @@ class Log:
             return reader.horizon()
         finally:
             reader.close()
+
+    def chain_at(self, namespace: str, seq: int) -> str | None:
+        """The hash chain's value at a committed seq — the SHA-256 (hex) of that record, which commits to every
+        record before it — or None when the namespace holds no such seq."""
+        for r in self.replay(namespace, from_seq=seq, to_seq=seq).records():
+            return hashlib.sha256(r.value).hexdigest()
+        return None
 
     def stats(self, namespace: str, **options: Any) -> Stats:
         """Counts, bytes and time extent per type, from frames only (no decoding)."""

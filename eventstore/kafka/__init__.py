@@ -235,6 +235,27 @@ class KafkaLog(Backend):
     def schema_store(self, namespace: str) -> KafkaSchemaStore:
         return KafkaSchemaStore(self, _valid_namespace(namespace))
 
+    def delete(self, namespace: str) -> None:
+        ns = _valid_namespace(namespace)
+        journal = f"{ns}.{JOURNAL}"
+        if journal not in self.describe([journal]):
+            raise StoreError(f"no namespace {namespace!r} in {self.url}: `tape log namespaces` lists them")
+        others = [t for t in self.admin().topics() if t.startswith(ns + ".") and t != journal]
+        for batch in ([journal], others):  # the journal first: from then on the namespace is gone for readers
+            if not batch:
+                continue
+            with self.errors(f"deleting {namespace}"):
+                refused = self.admin().delete(batch, self.connection.timeout_ms)
+            if refused:
+                name, why = next(iter(refused.items()))
+                raise StoreError(f"Kafka at {self.url} refused to delete topic {name}: {why}")
+        deadline = time.monotonic() + self.timeout
+        while self.describe([journal, *others]):
+            if time.monotonic() > deadline:
+                raise StoreError(f"Kafka at {self.url}: deleted topics of {namespace} still listed after "
+                                 f"{self.timeout:.0f}s")
+            time.sleep(0.05)
+
     def control(self, namespace: str) -> KafkaControl:
         control = KafkaControl(self, _valid_namespace(namespace))
         self._opened.add(control)

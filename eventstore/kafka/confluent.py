@@ -165,6 +165,21 @@ class ConfluentAdmin:
     def topics(self) -> list[str]:
         return list(self._call("listing topics", self._a.list_topics, timeout=self.timeout).topics)
 
+    def delete(self, topics: list[str], timeout_ms: int) -> dict[str, str]:
+        timeout = timeout_ms / 1000
+        futures = self._call("deleting topics", self._a.delete_topics, topics, request_timeout=timeout,
+                             operation_timeout=timeout)
+        refused = {}
+        for name, f in futures.items():
+            try:
+                f.result()
+            except ck.KafkaException as e:
+                err = e.args[0] if e.args and isinstance(e.args[0], CKError) else None
+                if err is not None and err.code() == CKError.UNKNOWN_TOPIC_OR_PART:
+                    continue
+                refused[name] = str(err.str() if err is not None else e)
+        return refused
+
     def close(self) -> None:
         self._a = None  # AdminClient has no close(); its thread ends with the object
 

@@ -114,6 +114,9 @@ class Admin(Protocol):
     def topics(self) -> list[str]:
         """Every topic name of the cluster."""
 
+    def delete(self, topics: list[str], timeout_ms: int) -> dict[str, str]:
+        """Delete topics; the refusals by topic name (a topic that does not exist is no refusal)."""
+
     def close(self) -> None: ...
 
 
@@ -315,6 +318,16 @@ class KafkaPythonAdmin:
     def topics(self) -> list[str]:
         with _translated():
             return list(self._a.list_topics())
+
+    def delete(self, topics: list[str], timeout_ms: int) -> dict[str, str]:
+        with _translated():
+            res = self._a.delete_topics(topics, timeout_ms=timeout_ms)
+        refused = {}
+        for t in getattr(res, "topic_error_codes", None) or getattr(res, "topic_errors", None) or []:
+            name, code = t[0], t[1]
+            if code not in (0, KErr.UnknownTopicOrPartitionError.errno):
+                refused[name] = KErr.for_code(code).__name__
+        return refused
 
     def close(self) -> None:
         _close_quietly(self._a)

@@ -18,12 +18,16 @@ from handlers.venues.sim.venue import SimulatedVenue
 from projections.performance import EquityCurve, RoundTrips, statistics
 from projections.state import State
 from runtime.engine.loop import Engine
+from runtime.replay.merge import source_instruments, source_market
 from schemas.decimals import ARITHMETIC, canonical_json
 from schemas.errors import TapeError
 from schemas.names import PRICES
 
 MARKET_INPUTS = list(PRICES)
 GROUP_COMMIT = 1000
+COMPLETE = "end of source slice"  # RunStopped.reason of a run that read its whole slice
+INTERRUPTED = "interrupted"  # … of one stopped by Ctrl-C (a run killed outright has no RunStopped at all)
+FAILED = "failed"  # … of one that raised: "failed: why"
 SNAPSHOT_EVERY = 100_000  # a backtest writes a SnapshotTaken every this many events folded (0: never)
 
 
@@ -63,6 +67,8 @@ class BacktestSpec:
     venue: VenueConfig = field(default_factory=VenueConfig)
     seed: int = 0
     snapshot_every: int = SNAPSHOT_EVERY
+    source_to_seq: int | None = None  # the source's horizon the run reads (None: the source's last seq now)
+    source_hash: str | None = None  # the hash chain's value there (pinned() fills both)
 
     def configs(self) -> dict[str, Any]:
         """The configs in their canonical form: what RunStarted.config records and `--verify` parses back."""
@@ -70,9 +76,12 @@ class BacktestSpec:
                 "snapshot_every": self.snapshot_every}
 
     def run_id(self, version: str) -> str:
-        """Content address of the run: source, slice, strategy, params, configs and code version."""
+        """Content address of the run: the source's content read (name, horizon, hash chain there), slice,
+        strategy, params, configs and code version."""
         spec = {"source": self.source, "strategy": self.strategy, "params": self.params, "from_ts": self.from_ts,
                 "to_ts": self.to_ts, "seed": self.seed, **self.configs()}
+        if self.source_to_seq is not None:
+            spec.update(source_to_seq=self.source_to_seq, source_hash=self.source_hash)
         text = canonical_json({"spec": spec, "code": version})
         return "bt-" + hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -101,61 +110,113 @@ def report_currency(state: State, venue: VenueConfig) -> str:
     raise TapeError("the source has no InstrumentDefined event: ingest the instrument (tape ingest) first")
 
 
+def pinned(log: Log, spec: BacktestSpec) -> BacktestSpec:
+    """The spec with the source's horizon it reads: what is committed now (a new run), or — a run re-run — the
+    horizon it recorded, refused when the source no longer holds that history."""
+    if spec.source not in log.namespaces():
+        raise TapeError(f"no namespace {spec.source!r} in {log.url}: `tape log namespaces` lists them")
+    if spec.source_to_seq is not None:
+        found = log.chain_at(spec.source, spec.source_to_seq)
+        if found != spec.source_hash:
+            raise TapeError(f"source {spec.source} no longer holds the history the run read (its record at seq "
+                            f"{spec.source_to_seq:,} is {'missing' if found is None else 'another'}): it was "
+                            "rewritten or replaced; the run cannot be reproduced from it")
+        return spec
+    horizon = log.horizon(spec.source)
+    if horizon == 0:
+        raise TapeError(f"source {spec.source} holds no events: ingest history into it first (tape ingest)")
+    return replace(spec, source_to_seq=horizon, source_hash=log.chain_at(spec.source, horizon))
+
+
 def run_backtest(log: Log, spec: BacktestSpec, *, run_id: str | None = None,
                  progress: Callable[[int, int], None] | None = None, into: Log | None = None) -> BacktestResult:
     """Replay the source slice of `log` through the engine, write everything to the run's namespace (in `into`,
-    default the same store), compute statistics."""
+    default the same store), compute statistics. Everything that can refuse the run does so before its namespace
+    exists; a run that fails or is interrupted part way records why (RunStopped) after its last whole step."""
     version = code_version()
+    spec = pinned(log, spec)
     run_id = run_id or spec.run_id(version)
     target = into if into is not None else log
     if run_id in target.namespaces():
-        raise TapeError(f"run {run_id} already exists: `tape runs show {run_id}`, or pass --run-id NAME for a new run")
+        raise RunExists(run_id)
     strategy_cls = load_strategy(spec.strategy)
     params = parse_params(strategy_cls, spec.params)
+    started = {"run_id": run_id, "mode": "BACKTEST", "strategy": spec.strategy, "params": params_as_strings(params),
+               "config": canonical_json(spec.configs()), "code_version": version, "source_namespace": spec.source,
+               "source_from_ts": spec.from_ts, "source_to_ts": spec.to_ts, "seed": spec.seed,
+               "source_to_seq": spec.source_to_seq, "source_hash": spec.source_hash}
     state = State()
+    with decimal.localcontext(ARITHMETIC):
+        # instrument definitions come from the whole source up to the slice's end, then the slice itself
+        for e in source_instruments(log, started):
+            state.apply("InstrumentDefined", e.data, e.ts_event)
+        first = next(iter(source_market(log, started)), None)
+        if first is None:
+            raise TapeError(f"no market events in {spec.source} for the chosen slice: check --from/--to and the "
+                            "namespace")
+        currency = report_currency(state, spec.venue)
     venue = SimulatedVenue(spec.venue, state)
     writer = target.writer(run_id, fsync="never")
+    try:  # the strategy checks its parameters as it is made: refused, the new namespace goes with it
+        with decimal.localcontext(ARITHMETIC):
+            engine = Engine(writer=writer, state=state, strategy_cls=strategy_cls, params=params,
+                            risk=RiskEngine(spec.risk), queue=OutboundQueue(replace(spec.queue, venue=venue.name)),
+                            venue=venue, strategy_id=strategy_cls.name,
+                            record_inputs=False, group=GROUP_COMMIT, snapshot_every=spec.snapshot_every)
+    except BaseException:
+        writer.close()
+        target.delete(run_id)
+        raise
     with decimal.localcontext(ARITHMETIC), writer:
-        engine = Engine(writer=writer, state=state, strategy_cls=strategy_cls, params=params,
-                        risk=RiskEngine(spec.risk), queue=OutboundQueue(replace(spec.queue, venue=venue.name)),
-                        venue=venue, strategy_id=strategy_cls.name,
-                        record_inputs=False, group=GROUP_COMMIT, snapshot_every=spec.snapshot_every)
-        # instrument definitions come from the whole source up to the slice's end, then the slice itself
-        for e in log.replay(spec.source, types=["InstrumentDefined"], to_ts=spec.to_ts):
-            state.apply("InstrumentDefined", e.data, e.ts_event)
-        first = next(iter(log.replay(spec.source, types=MARKET_INPUTS, from_ts=spec.from_ts, to_ts=spec.to_ts)), None)
-        if first is None:
-            raise TapeError(f"no market events in {spec.source} for the chosen slice: check --from/--to and the namespace")
-        currency = report_currency(state, spec.venue)
-        started = {"run_id": run_id, "mode": "BACKTEST", "strategy": spec.strategy,
-                   "params": params_as_strings(params),
-                   "config": canonical_json(spec.configs()), "code_version": version,
-                   "source_namespace": spec.source, "source_from_ts": spec.from_ts, "source_to_ts": spec.to_ts,
-                   "seed": spec.seed}
-        engine.start(first.ts_event, started)
         curve = EquityCurve()
         trips = RoundTrips()
-        portfolio = state.portfolio
-        risk = state.risk
         n = 0
-        engine.on_emit = lambda name, data, ts: trips.apply(name, data, ts) if name == "OrderFilled" else None
-        replay = log.replay(spec.source, types=MARKET_INPUTS, from_ts=spec.from_ts, to_ts=spec.to_ts)
-        decode = replay.codec.decode_data
-        names: dict[bytes, str] = {}
-        prefix = f"{spec.source}:"
-        process = engine.process
-        for seq, ts, _key, type_b, value in replay.records():  # the hot loop: records, not Event objects
-            name = names.get(type_b)
-            if name is None:
-                name = names[type_b] = type_b.rpartition(b".")[2].decode()
-            process(name, decode(value), ts, prefix + str(seq))
-            # the risk state keeps equity current incrementally (exactly equal to portfolio.equity)
-            equity = risk.equity if risk.currency == currency and risk.equity is not None else portfolio.equity(currency)
-            curve.add(ts, equity, portfolio.in_market())
-            n += 1
-            if progress is not None and n % 5000 == 0:
-                progress(n, ts)
-        engine.stop({"run_id": run_id, "reason": "end of source slice"})
+        try:
+            engine.start(first.ts_event, started)
+            engine.flush()  # the run's header at once: a run killed before its first group commit is still a run
+            portfolio = state.portfolio
+            risk = state.risk
+            engine.on_emit = lambda name, data, ts: trips.apply(name, data, ts) if name == "OrderFilled" else None
+            replay = source_market(log, started)
+            decode = replay.codec.decode_data
+            names: dict[bytes, str] = {}
+            prefix = f"{spec.source}:"
+            process = engine.process
+            for seq, ts, _key, type_b, value in replay.records():  # the hot loop: records, not Event objects
+                name = names.get(type_b)
+                if name is None:
+                    name = names[type_b] = type_b.rpartition(b".")[2].decode()
+                process(name, decode(value), ts, prefix + str(seq))
+                # the risk state keeps equity current incrementally (exactly equal to portfolio.equity)
+                equity = risk.equity if risk.currency == currency and risk.equity is not None \
+                    else portfolio.equity(currency)
+                curve.add(ts, equity, portfolio.in_market())
+                n += 1
+                if progress is not None and n % 5000 == 0:
+                    progress(n, ts)
+        except KeyboardInterrupt:
+            engine.abort({"run_id": run_id, "reason": INTERRUPTED})
+            raise RunInterrupted(run_id, n) from None
+        except Exception as e:  # recorded as the run's end, then raised on
+            engine.abort({"run_id": run_id, "reason": f"{FAILED}: {' '.join(str(e).split()) or type(e).__name__}"})
+            raise
+        engine.stop({"run_id": run_id, "reason": COMPLETE})
     stats = statistics(curve, trips)
     return BacktestResult(run_id, run_id, state, curve, trips, stats, n, engine.events, currency, started)
 
+
+class RunExists(TapeError):
+    """The run's namespace exists: the same inputs (the run id is their content address) ran before."""
+
+    def __init__(self, run_id: str):
+        super().__init__(f"run {run_id} already exists: `tape runs show {run_id}`, or pass --run-id NAME for a new run")
+        self.run_id = run_id
+
+
+class RunInterrupted(TapeError):
+    """Ctrl-C during a run: what was committed is kept, marked interrupted."""
+
+    def __init__(self, run_id: str, events_in: int):
+        super().__init__(f"interrupted: run {run_id} kept what it committed after {events_in:,} source events, marked "
+                         "interrupted; the same command replaces it")
+        self.run_id, self.events_in = run_id, events_in

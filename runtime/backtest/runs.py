@@ -9,10 +9,14 @@ from eventstore.store import Log
 from handlers.venues.sim.config import parse_venue_config
 from projections.performance import EquityCurve, RoundTrips, statistics
 from projections.state import State
-from runtime.backtest.runner import BacktestResult, report_currency
-from runtime.replay.merge import merged
+from runtime.backtest.runner import COMPLETE, FAILED, INTERRUPTED, BacktestResult, report_currency
+from runtime.replay.merge import merged, source_instruments
 from schemas.decimals import ARITHMETIC
 from schemas.errors import TapeError
+
+
+class NotARun(TapeError):
+    """A namespace without RunStarted."""
 
 
 def _run_header(log: Log, run: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -23,8 +27,22 @@ def _run_header(log: Log, run: str) -> tuple[dict[str, Any], dict[str, Any] | No
         elif e.name == "RunStopped":
             stopped = e.data
     if started is None:
-        raise TapeError(f"{run} is not a run (no RunStarted event): `tape runs list` shows the runs")
+        raise NotARun(f"{run} is not a run (no RunStarted event): `tape runs list` shows the runs")
     return started, stopped
+
+
+def run_status(stopped: dict[str, Any] | None) -> tuple[str, str]:
+    """(complete | interrupted | failed, why) from a run's RunStopped (none: killed, or still running)."""
+    if stopped is None:
+        return "interrupted", "no RunStopped: killed, crashed, or still running"
+    reason = stopped.get("reason") or ""
+    if reason == COMPLETE:
+        return "complete", ""
+    if reason.startswith(FAILED):
+        return "failed", reason[len(FAILED):].lstrip(": ")
+    if reason == INTERRUPTED:
+        return "interrupted", "Ctrl-C"
+    return "complete", reason  # a live or paper session that stopped: what it did is whole
 
 
 def list_runs(log: Log) -> list[dict[str, Any]]:
@@ -35,11 +53,15 @@ def list_runs(log: Log) -> list[dict[str, Any]]:
             continue
         try:
             started, stopped = _run_header(log, ns)
-        except TapeError:
+        except NotARun:
+            if ns.startswith("bt-") and log.horizon(ns) == 0:  # killed before its first commit
+                out.append({"run_id": ns, "strategy": "", "params": {}, "source": None, "from_ts": None, "to_ts": None,
+                            "events": 0, "status": "interrupted", "why": "nothing committed: killed as it began"})
             continue
         out.append({"run_id": ns, "strategy": started["strategy"], "params": dict(started["params"]),
                     "source": started.get("source_namespace"), "from_ts": started.get("source_from_ts"),
-                    "to_ts": started.get("source_to_ts"), "events": stopped["events"] if stopped else 0})
+                    "to_ts": started.get("source_to_ts"), "events": stopped["events"] if stopped else 0,
+                    "status": run_status(stopped)[0], "why": run_status(stopped)[1]})
     return out
 
 
@@ -54,6 +76,7 @@ def run_report(result: BacktestResult, started: dict[str, Any] | None = None) ->
     report = {
         "run_id": result.run_id,
         "source": started["source_namespace"] if started else None,
+        "source_to_seq": started.get("source_to_seq") if started else None,
         "strategy": started["strategy"] if started else None,
         "params": dict(started["params"]) if started else {},
         "currency": result.currency,
@@ -68,15 +91,24 @@ def run_report(result: BacktestResult, started: dict[str, Any] | None = None) ->
     return report
 
 
+class IncompleteRun(TapeError):
+    """A run that did not read its whole slice: it has no statistics to show."""
+
+
 def rebuild_run(log: Log, run: str) -> dict[str, Any]:
-    """Fold the run's log (with the source's market events for marks) back into state and statistics."""
+    """Fold the run's log (with the source's market events for marks, up to its horizon) back into state and
+    statistics; an incomplete run is refused with its status (its statistics would describe a slice it never
+    finished)."""
     started, stopped = _run_header(log, run)
+    status, why = run_status(stopped)
+    if status != "complete":
+        raise IncompleteRun(f"run {run} is {status}{' (' + why + ')' if why else ''}: it has no statistics; run the "
+                            "same command again to replace it, or `tape runs rm " + run + "`")
     state = State()
     curve = EquityCurve()
     trips = RoundTrips()
-    source = started["source_namespace"]
     with decimal.localcontext(ARITHMETIC):
-        for e in log.replay(source, types=["InstrumentDefined"], to_ts=started.get("source_to_ts")):
+        for e in source_instruments(log, started):
             state.apply("InstrumentDefined", e.data, e.ts_event)
         currency = report_currency(state, parse_venue_config(json.loads(started["config"]).get("venue", {})))
         n = 0
@@ -92,3 +124,28 @@ def rebuild_run(log: Log, run: str) -> dict[str, Any]:
     result = BacktestResult(run, run, state, curve, trips, statistics(curve, trips), n,
                             stopped["events"] if stopped else 0, currency, started)
     return run_report(result, started)
+
+
+def run_state(log: Log, run: str) -> tuple[str, str]:
+    """(status, why) of a run in the store (run_status of its RunStopped); a run namespace killed before it
+    committed its RunStarted is interrupted too."""
+    try:
+        _, stopped = _run_header(log, run)
+    except NotARun:
+        if log.horizon(run) == 0:
+            return "interrupted", "nothing committed: killed as it began"
+        raise
+    return run_status(stopped)
+
+
+def remove_run(log: Log, run: str, db: Any = None) -> None:
+    """Delete a run's namespace and, given a read-model database engine, its rows there (refused for a namespace
+    that is not a run, and — on a file store — for one someone is writing)."""
+    if run not in log.namespaces():
+        raise TapeError(f"no run {run!r} in {log.url}: `tape runs list` shows the runs")
+    run_state(log, run)  # a namespace that is not a run is not removed by `runs rm`
+    log.delete(run)
+    if db is not None:
+        from projections.sql.projector import Projector
+
+        Projector(db, run).rebuild()

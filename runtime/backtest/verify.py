@@ -98,7 +98,8 @@ def spec_of(started: dict[str, Any], overrides: dict[str, str] | None = None) ->
                         from_ts=started.get("source_from_ts"), to_ts=started.get("source_to_ts"),
                         risk=parse_risk_config(risk, f"{where} risk"), queue=parse_queue_config(queue, f"{where} queue"),
                         venue=parse_venue_config(config.get("venue", {}), f"{where} venue"),
-                        seed=started.get("seed") or 0, snapshot_every=int(config.get("snapshot_every", 0)))
+                        seed=started.get("seed") or 0, snapshot_every=int(config.get("snapshot_every", 0)),
+                        source_to_seq=started.get("source_to_seq"), source_hash=started.get("source_hash"))
 
 
 def verify_run(log: Log, run: str, overrides: dict[str, str] | None = None) -> VerifyResult:
@@ -145,6 +146,12 @@ def _compare(log: Log, other: Log, run: str, overrides: dict[str, str]) -> Verif
             if a.name == "RunStarted" and path == "code_version":
                 notes.append(f"code_version differs: recorded {ra}, recomputed {rb} — the code changed since the run "
                              "was recorded")
+                chain_explained = True
+                continue
+            if a.name == "RunStarted" and path in ("source_to_seq", "source_hash") and ra is None:
+                if path == "source_to_seq":
+                    notes.append("the run was recorded before runs were pinned to their source's horizon: re-run over "
+                                 f"the source as it is now (up to seq {rb:,})")
                 chain_explained = True
                 continue
             if a.name == "RunStarted" and path.startswith("params.") and path[7:] in overrides:

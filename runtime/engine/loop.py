@@ -307,6 +307,17 @@ class Engine:
         self._end_step()
         self.flush()
 
+    def abort(self, run_stopped: dict[str, Any]) -> None:
+        """End a session that raised part way through a step: that step is dropped (a step is atomic: never half
+        committed), the whole steps before it are committed, then a RunStopped of its own says why."""
+        self._step = []
+        self._routing.clear()
+        self.flush()
+        run_stopped.setdefault("events", self.writer.next_seq)  # every event of the log, this one included
+        ts_init = self.clock() if self.clock is not None else self.now
+        self._steps = [[Draft("RunStopped", run_stopped, self.now, "", "runtime", None, None, ts_init)]]
+        self.flush()
+
     # ---- used by the strategy context -----------------------------------------------------------------------
 
     def next_client_order_id(self) -> str:

@@ -27,7 +27,7 @@ from eventstore.seek import first_event, last_event
 from eventstore.store import Log
 from projections.snapshot import Snapshot, read_snapshot
 from projections.state import State
-from runtime.replay.merge import merged
+from runtime.replay.merge import merged, source_instruments
 from schemas.errors import TapeError
 
 
@@ -86,7 +86,7 @@ def initial_state(log: Log, started: dict[str, Any] | None) -> State:
     """The state before the first event: a run starts with its source's instrument definitions (as the engine)."""
     state = State()
     if started is not None and started.get("source_namespace"):
-        for e in log.replay(started["source_namespace"], types=["InstrumentDefined"], to_ts=started.get("source_to_ts")):
+        for e in source_instruments(log, started):
             state.apply("InstrumentDefined", e.data, e.ts_event)
     return state
 

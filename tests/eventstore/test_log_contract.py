@@ -521,3 +521,23 @@ def test_kafka_clients_read_each_others_namespaces(kafka_bootstrap: str) -> None
     finally:
         for log in logs.values():
             log.close()
+
+
+def test_delete_removes_a_namespace_and_a_new_one_of_the_name_starts_afresh(store: Store) -> None:
+    log, ns = store.log, store.ns
+    with log.writer(ns) as w:
+        w.append([trade(1), trade(2)])
+    log.control(ns).send({"command": "halt"})
+    if store.kind == "file":  # a namespace someone writes is not deleted under them
+        with log.writer(ns):
+            with pytest.raises(LockedNamespace, match="already has a writer"):
+                log.delete(ns)
+    log.delete(ns)
+    assert ns not in log.namespaces()
+    with pytest.raises(StoreError, match="no namespace"):
+        log.delete(ns)
+    with log.writer(ns) as w:
+        assert w.next_seq == 1
+        w.append([trade(3)])
+    assert [e.seq for e in log.replay(ns)] == [1]
+    assert log.control(ns).read(0) == ([], 0)  # the old namespace's commands went with it
