@@ -8,7 +8,10 @@
   OrderRejected, OrderExpired, the fill that completes it). Cancels are never held by a cancel in flight.
   Because release is FIFO, an order offered after a cancel (cancel-replace) always waits for its answer.
 - Duplicate client order ids are refused with RiskRejected(rule "duplicate_client_order_id"): nothing is sent
-  and the order's own state (which shares the id) is untouched — an OrderRejected would mark the original.
+  and the order's own state (which shares the id) is untouched — an OrderRejected would mark the original. The
+  latest KEEP_SEEN ids offered are kept as a set, the earlier ones archived (handlers/archive.py), so a snapshot
+  stays small however many orders went before. (The ids are not consecutive — the engine numbers an order by its
+  intent's seq — so the archive packs each id in a few bytes rather than as ranges.)
 - A cancel of an order still held here removes it: RiskRejected(rule "canceled_in_queue") for the order, no
   token, nothing sent. A cancel that arrives before its order is offered marks it; the order is then refused
   the same way. So a released cancel always names an order this queue released before (or `restore`d).
@@ -24,11 +27,14 @@ only after its order).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
-from typing import Any, Iterable
+from itertools import islice
+from typing import Any
 
+from handlers.archive import OrderArchive
 from projections.snapshot import ROW
 from schemas.errors import TapeError
 from schemas.names import ENDINGS
@@ -97,6 +103,8 @@ class _Item:
 class OutboundQueue:
     """Sequences orders and cancels to one venue; every decision is an event."""
 
+    KEEP_SEEN = 1000  # order ids kept as a set; the earlier ones are archived (the same answers, less room)
+
     def __init__(self, config: QueueConfig | None = None):
         cfg = config if config is not None else QueueConfig()
         self.venue = cfg.venue
@@ -107,7 +115,8 @@ class OutboundQueue:
         self._seq = 0
         self._held: dict[int, _Item] = {}  # seq → item, FIFO (insertion order)
         self._held_orders: dict[str, int] = {}  # client_order_id → seq of a held order
-        self._seen: set[str] = set()  # every order id offered (duplicates)
+        self._seen: dict[str, None] = {}  # the latest order ids offered (duplicates), oldest first
+        self._seen_before = OrderArchive(0)  # the earlier ones
         self._open: dict[str, Decimal] = {}  # released, not terminal: id → quantity not yet filled
         self._cancels: dict[str, dict[str, bool]] = {}  # instrument → order ids with a cancel in flight
         self._canceled_early: set[str] = set()  # cancels that came before their order
@@ -139,11 +148,11 @@ class OutboundQueue:
         out = self._release(now)
         iid, cid = order["instrument_id"], order["client_order_id"]
         intent_id = order.get("intent_id", "")
-        if cid in self._seen:
+        if self._was_seen(cid):
             out.append(_refusal(iid, cid, intent_id, "duplicate_client_order_id", "unique", cid,
                                 f"client order id {cid} was already used; the order is not sent"))
             return out
-        self._seen.add(cid)
+        self._see(cid)
         if cid in self._canceled_early:
             self._canceled_early.discard(cid)
             out.append(_refusal(iid, cid, intent_id, "canceled_in_queue", "HELD", "CANCELED",
@@ -164,7 +173,7 @@ class OutboundQueue:
             out.append(_refusal(iid, cid, item.intent_id, "canceled_in_queue", "HELD", "CANCELED",
                                 f"order {cid} was canceled while held ({item.reason}); it was never sent"))
             return out
-        if cid not in self._seen:
+        if not self._was_seen(cid):
             self._canceled_early.add(cid)
             return out
         self._seq += 1
@@ -202,7 +211,8 @@ class OutboundQueue:
         """Orders already at the venue (Orders.open()) that this queue did not release, so cancels for them are
         sent."""
         for o in open_orders:
-            self._seen.add(o.client_order_id)
+            if not self._was_seen(o.client_order_id):
+                self._see(o.client_order_id)
             self._open[o.client_order_id] = o.leaves_quantity
 
     def snapshot(self) -> dict[str, Any]:
@@ -210,7 +220,7 @@ class OutboundQueue:
         held = [[i.seq, i.kind, i.instrument_id, i.client_order_id, i.quantity, i.intent_id, i.reason]
                 for i in self._held.values()]
         return {"tat": None if self._tat is None else str(self._tat), "seq": self._seq, "held": held,
-                "seen": ROW.join(sorted(self._seen)), "open": dict(self._open),
+                "seen": ROW.join(self._seen), "seen_before": self._seen_before.snapshot(), "open": dict(self._open),
                 "cancels": {iid: sorted(per) for iid, per in self._cancels.items()},
                 "canceled_early": sorted(self._canceled_early)}
 
@@ -220,12 +230,26 @@ class OutboundQueue:
         self._seq = state["seq"]
         self._held = {row[0]: _Item(*row) for row in state["held"]}
         self._held_orders = {i.client_order_id: i.seq for i in self._held.values() if i.kind == "order"}
-        self._seen = set(state["seen"].split(ROW)) if state["seen"] else set()
+        self._seen = dict.fromkeys(state["seen"].split(ROW)) if state["seen"] else {}
+        self._seen_before.restore(state["seen_before"])
         self._open = dict(state["open"])
         self._cancels = {iid: dict.fromkeys(cids, True) for iid, cids in state["cancels"].items()}
         self._canceled_early = set(state["canceled_early"])
 
     # ---- internals -------------------------------------------------------------------------------------------
+
+    def _was_seen(self, cid: str) -> bool:
+        return cid in self._seen or cid in self._seen_before
+
+    def _see(self, cid: str) -> None:
+        """Remember an order id (not seen before); archive the earliest beyond KEEP_SEEN, a tenth at a time."""
+        seen = self._seen
+        seen[cid] = None
+        keep = self.KEEP_SEEN
+        if len(seen) > keep + keep // 10 + 1:
+            for old in list(islice(seen, len(seen) - keep)):
+                del seen[old]
+                self._seen_before.add(old)
 
     def _resolve(self, iid: str, cid: str) -> bool:
         per = self._cancels.get(iid)

@@ -39,7 +39,7 @@ from schemas.names import STRATEGY_CALLBACKS, VENUE_REPORTS
 
 MARKET_CALLBACKS = STRATEGY_CALLBACKS
 ORDER_EVENTS = frozenset(VENUE_REPORTS)
-HANDLER_STATE_VERSION = 2  # the layout of handler_state()'s parts; a snapshot of another version is not restored
+HANDLER_STATE_VERSION = 3  # the layout of handler_state()'s parts; a snapshot of another version is not restored
 
 
 class Engine:

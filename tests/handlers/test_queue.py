@@ -249,3 +249,84 @@ def test_default_burst_is_the_rate():
     q = OutboundQueue(parse_queue_config({"rate_per_second": D("2.5")}))
     assert q.burst == 2
     assert [q.offer(order(c), T0)[0][0] for c in "abc"] == ["OrderReleased", "OrderReleased", "OrderHeld"]
+
+
+# ---- ids offered long ago: the latest kept as a set, the earlier archived, every answer the same ---------------
+
+PREFIX = "t1a2b3c"
+
+
+def offered_history(n: int, *, keep: int | None = None) -> OutboundQueue:
+    """n orders offered and filled (engine-style ids, rising by 7), one adopted order of a foreign id among them."""
+    q = OutboundQueue(parse_queue_config({}))
+    if keep is not None:
+        q.KEEP_SEEN = keep
+
+    class Adopted:
+        client_order_id, leaves_quantity = "adopted-7", D(1)
+
+    q.adopt([Adopted()])
+    q.on_execution("OrderFilled", filled("adopted-7", "1"), T0)
+    for i in range(n):
+        cid = f"{PREFIX}-{100 + 7 * i}"
+        q.offer(order(cid), T0)
+        q.on_execution("OrderFilled", filled(cid, "1"), T0)
+    return q
+
+
+def replies(q: OutboundQueue) -> list:
+    """What the queue says to early ids used again, to cancels of them, and to a cancel then an order of an id
+    never offered that lies among the offered ones."""
+    out = []
+    for cid in (f"{PREFIX}-100", f"{PREFIX}-107", "adopted-7"):
+        out.append(q.offer(order(cid), T0))
+        out.append(q.offer_cancel(cancel(cid), T0))
+    out.append(q.offer_cancel(cancel(f"{PREFIX}-101"), T0))
+    out.append(q.offer(order(f"{PREFIX}-101"), T0))
+    out.append(q.offer(order(f"{PREFIX}-999999"), T0))
+    return out
+
+
+def test_an_id_offered_long_ago_is_still_refused_and_its_cancel_still_sent():
+    expected = replies(offered_history(3000, keep=10 ** 9))  # the queue as it was: every id in one set
+    q = offered_history(3000)
+    assert len(q.snapshot()["seen"].split("\x1e")) <= 1101  # the early ids are archived
+    assert replies(q) == expected
+    assert [r[0][1]["rule"] for r in expected[0:6:2]] == ["duplicate_client_order_id"] * 3
+    assert expected[1] == [released_cancel(f"{PREFIX}-100")]  # sent: the venue answers "already filled"
+    assert expected[6] == [] and expected[7][0][1]["rule"] == "canceled_in_queue"
+    assert expected[8] == [released(f"{PREFIX}-999999")]
+
+
+def test_a_restored_queue_refuses_what_the_one_that_never_stopped_refuses():
+    q = offered_history(3000)
+    restored = OutboundQueue(parse_queue_config({}))
+    restored.restore(q.snapshot())
+    assert restored.snapshot() == q.snapshot()
+    assert replies(restored) == replies(offered_history(3000, keep=10 ** 9))
+
+
+def test_the_ids_a_queue_snapshot_carries_take_a_few_bytes_each_beyond_the_kept_ones():
+    def size(q: OutboundQueue) -> int:
+        snap = q.snapshot()
+        return len(snap["seen"]) + sum(map(len, snap["seen_before"]["chunks"])) + len(snap["seen_before"]["rows"])
+
+    small, large = offered_history(1000), offered_history(5000)
+    assert size(large) - size(small) < 4 * 4000  # an id of the engine beyond the kept ones: '7' and a separator
+    assert size(offered_history(5000, keep=10 ** 9)) - size(small) > 10 * 4000
+
+
+@pytest.mark.parametrize("broken", ["forgets", "restores_without_archive"])
+def test_a_queue_that_drops_the_ids_it_archived_is_caught(broken, monkeypatch):
+    """Negative control: an archive that forgets (or a restore that leaves it out) fails the comparison above."""
+    from handlers.archive import OrderArchive
+
+    expected = replies(offered_history(3000, keep=10 ** 9))
+    if broken == "forgets":
+        monkeypatch.setattr(OrderArchive, "add", lambda self, cid, *cells: None)
+        assert replies(offered_history(3000)) != expected
+    else:
+        monkeypatch.setattr(OrderArchive, "restore", lambda self, state: None)
+        restored = OutboundQueue(parse_queue_config({}))
+        restored.restore(offered_history(3000).snapshot())
+        assert replies(restored) != expected

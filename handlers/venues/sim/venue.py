@@ -85,6 +85,9 @@ Rejects at arrival (OrderRejected reason_code, reason), in this order
 Expiry: GTD orders expire (OrderExpired, ts_event = expire_ts) and DAY orders at the next UTC midnight after
 arrival. A tick at or after the expiry, or a bar closing after it, finds the order expired; a bar closing exactly
 at the expiry is still matched.
+Finished orders: the latest KEEP_FINISHED are kept whole, the earlier ones archived (handlers/archive.py) as
+(client order id, instrument, final status, venue order id) — all a cancel's answer and the duplicate-id check read
+of them — so snapshots and restarts carry the working orders and a bounded tail, not every order ever placed.
 Account (handlers/venues/sim/account.py): start() emits an AccountState (reported=True) with the starting balances.
 Fills move balances by the one netting rule of projections/accounting.py, which the portfolio projection folds the
 same fill with; an AccountState after fills only when emit_account_state is true.
@@ -97,10 +100,11 @@ from decimal import ROUND_FLOOR, Decimal, localcontext
 from typing import Any
 
 from eventstore.writer import own_fields
-from projections.snapshot import pack, typed, unpack
+from handlers.archive import OrderArchive
 from handlers.venues.sim.account import SimAccount
 from handlers.venues.sim.config import VenueConfig
 from handlers.venues.sim.fills import STOPS, Plan, bar_path, last_seen_price, plan_fill
+from projections.snapshot import pack, typed, unpack
 from schemas.decimals import ARITHMETIC as _CTX, Q18, ZERO as _ZERO
 from schemas.names import PRICES
 
@@ -151,6 +155,8 @@ class _Order:
 class SimulatedVenue:
     """Matches orders against replayed market data with latency, volume caps, fees and its own account."""
 
+    KEEP_FINISHED = 1000  # finished orders kept whole; the earlier ones are archived (the same answers, less room)
+
     def __init__(self, config: VenueConfig, state: Any):
         self.config = config
         self.name = config.name
@@ -158,7 +164,9 @@ class SimulatedVenue:
         self._instruments = state.market.instruments
         self._same_close = self.config.market_fill == "same_close"
         self._participation = self.config.volume_participation
-        self._orders: dict[str, _Order] = {}
+        self._orders: dict[str, _Order] = {}  # working orders and the latest finished ones, in arrival order
+        self._finished = 0  # how many of them are finished
+        self._archive = OrderArchive(3)  # the earlier finished ones: client order id → (iid, status, venue order id)
         self._book: dict[str, list[_Order]] = {}  # working orders per instrument, in arrival order
         self._timed: list[tuple[int, int, int, str, Any]] = []  # (time, rank, seq, kind, item)
         self._seq = 0
@@ -245,12 +253,14 @@ class SimulatedVenue:
                 ref: Any = _order_row(item)
             elif kind == "cancel":
                 ref = list(item)
-            else:  # an expiry names an order that arrived (it is in _orders)
+            elif self._orders.get(item.cid) is item:  # an expiry names an order that arrived
                 ref = item.cid
+            else:  # … and finished since, and was archived: the (inert) order itself
+                ref = _order_row(item)
             timed.append([t, rank, seq, kind, ref])
         used = {iid: [own_fields(u[0]), u[1], u[2], self._last.get(iid, (None, None))[1] is u[0]]
                 for iid, u in self._used.items()}
-        return {"orders": pack(_order_row(o) for o in self._orders.values()),
+        return {"orders": pack(_order_row(o) for o in self._orders.values()), "archive": self._archive.snapshot(),
                 "book": {iid: [o.cid for o in book] for iid, book in self._book.items()}, "timed": timed,
                 "seq": self._seq, "trade_n": self._trade_n, "order_n": self._order_n,
                 "last": {iid: [name, own_fields(data)] for iid, (name, data) in self._last.items()}, "used": used,
@@ -264,11 +274,16 @@ class SimulatedVenue:
         kinds = [f.type for f in fields(_Order)]
         rows = unpack(state["orders"])
         self._orders = {row[1]: _Order(*(typed(k, c) for k, c in zip(kinds, row, strict=True))) for row in rows}
+        self._finished = sum(1 for o in self._orders.values() if o.status != WORKING)
+        self._archive.restore(state["archive"])
         self._book.clear()
         self._book.update({iid: [self._orders[c] for c in cids] for iid, cids in state["book"].items()})
         self._timed = []
         for t, rank, seq, kind, ref in state["timed"]:
-            item = _Order(*ref) if kind == "order" else tuple(ref) if kind == "cancel" else self._orders[ref]
+            if kind == "cancel":
+                item = tuple(ref)
+            else:  # an order on its way or an archived one's expiry (its row), or a kept order's expiry (its id)
+                item = self._orders[ref] if isinstance(ref, str) else _Order(*ref)
             self._timed.append((t, rank, seq, kind, item))
         heapq.heapify(self._timed)
         self._seq, self._trade_n, self._order_n = state["seq"], state["trade_n"], state["order_n"]
@@ -303,7 +318,9 @@ class SimulatedVenue:
         rejected = self._check(o)
         if rejected is not None:
             o.status = REJECTED
-            self._orders.setdefault(o.cid, o)
+            if not self._known(o.cid):
+                self._orders[o.cid] = o
+                self._finished += 1
             out.append(("OrderRejected", {"instrument_id": o.iid, "client_order_id": o.cid,
                                           "reason_code": rejected[0], "reason": rejected[1]}, o.arrival))
             return
@@ -336,17 +353,19 @@ class SimulatedVenue:
 
     def _cancel_arrives(self, iid: str, cid: str, t: int, out: list[Execution]) -> None:
         o = self._orders.get(cid)
-        if o is None or o.iid != iid:
-            reason = "unknown order"
-        elif o.status != WORKING:
-            reason = f"order already {o.status.lower()}"
-        else:
+        if o is not None and o.iid == iid and o.status == WORKING:
             self._close(o, CANCELED)
             out.append(("OrderCanceled", {"instrument_id": iid, "client_order_id": cid,
                                           "venue_order_id": o.venue_order_id, "reason": "requested"}, t))
             return
+        # (instrument, status, venue order id) of the order that has this id, kept whole or archived
+        known = (o.iid, o.status, o.venue_order_id) if o is not None else self._archive.get(cid)
+        if known is None or known[0] != iid:
+            reason = "unknown order"
+        else:
+            reason = f"order already {known[1].lower()}"  # type: ignore[union-attr]
         out.append(("OrderCancelRejected", {"instrument_id": iid, "client_order_id": cid,
-                                            "venue_order_id": o.venue_order_id if o is not None else None,
+                                            "venue_order_id": known[2] if known is not None else None,
                                             "reason": reason}, t))
 
     # ---- matching -----------------------------------------------------------------------------------------
@@ -480,6 +499,8 @@ class SimulatedVenue:
             self._close(o, FILLED)
 
     def _close(self, o: _Order, status: str) -> None:
+        if o.status == WORKING:
+            self._finished += 1
         o.status = status
         book = self._book.get(o.iid)
         if book is not None and o in book:
@@ -488,10 +509,33 @@ class SimulatedVenue:
                 del self._book[o.iid]
 
     def _after(self, out: list[Execution]) -> None:
+        keep = self.KEEP_FINISHED
+        if self._finished > keep + keep // 10 + 1:  # in batches: a tenth of the kept tail at a time
+            self._forget(self._finished - keep)
         if self._filled:
             self._filled = False
             if self.config.emit_account_state:
                 out.append(("AccountState", self.account.state(self.name), max(e[2] for e in out)))
+
+    def _forget(self, n: int) -> None:
+        """Archive the n earliest finished orders: what a cancel or a used id asks of them stays answerable.
+
+        Which orders go depends only on `_orders` (arrival order) and their statuses, so a venue restored from a
+        snapshot archives exactly what the venue it was taken from archived."""
+        gone = []
+        for o in self._orders.values():
+            if o.status != WORKING:
+                gone.append(o)
+                if len(gone) == n:
+                    break
+        for o in gone:
+            del self._orders[o.cid]
+            self._archive.add(o.cid, o.iid, o.status, o.venue_order_id)
+        self._finished -= len(gone)
+
+    def _known(self, cid: str) -> bool:
+        """True when an order with this client order id has arrived (working, finished or archived)."""
+        return cid in self._orders or cid in self._archive
 
     # ---- checks at arrival ---------------------------------------------------------------------------------
 
@@ -500,7 +544,7 @@ class SimulatedVenue:
         inst = self._instruments.get(o.iid)
         if inst is None:
             return "UNKNOWN_INSTRUMENT", f"instrument {o.iid} is not defined on {self.name}"
-        if o.cid in self._orders:
+        if self._known(o.cid):
             return "DUPLICATE_CLIENT_ORDER_ID", f"client order id {o.cid} was already used on {self.name}"
         if not o.quantity > 0:
             return "INVALID_QUANTITY", f"quantity {o.quantity} must be positive"

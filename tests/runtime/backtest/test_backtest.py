@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from eventstore.store import Log
 from handlers.risk.limits import parse_risk_config
+from handlers.strategy import Strategy
 from handlers.venues.sim.config import parse_venue_config
 from runtime.backtest.runner import BacktestSpec, run_backtest
 from runtime.backtest.runs import rebuild_run, run_report
@@ -57,6 +59,73 @@ def test_same_inputs_give_byte_identical_run_logs(tmp_path: Path) -> None:
     assert ra.events_out > 100 and ra.statistics["fills"] > 10
     fa, fb = _files(a / "bt-x"), _files(b / "bt-x")
     assert fa.keys() == fb.keys() and fa == fb
+
+
+class Churn(Strategy):
+    """Orders that end every way — filled, expired, refused by the venue — and from bar 40 on, cancels of an order
+    placed 40 bars before (on its instrument and on another one) and of the id one below it (an order or not)."""
+
+    name = "churn"
+
+    @dataclass(frozen=True)
+    class Params:
+        quantity: Decimal = Decimal("0.01")
+
+    def __init__(self, params: Churn.Params, ctx: Any):
+        super().__init__(params, ctx)
+        self.placed: list[str] = []
+
+    def on_bar(self, bar: dict[str, Any]) -> None:
+        iid, q, close, cent = bar["instrument_id"], self.params.quantity, bar["close"], Decimal("0.01")
+        n = len(self.placed) // 3
+        self.placed.append((self.buy if n % 2 else self.sell)(iid, q))
+        self.placed.append(self.buy(iid, q, order_type="LIMIT", price=(close / 2).quantize(cent),
+                                    time_in_force="GTD", expire_ts=self.ctx.now + 3 * 60 * 10 ** 9))
+        self.placed.append(self.sell(iid, q, order_type="LIMIT", price=(close * Decimal("0.99")).quantize(cent),
+                                     post_only=True))  # crosses: the venue refuses it
+        if n >= 40:
+            old = self.placed[3 * (n - 40) + n % 3]
+            stem, _, number = old.rpartition("-")
+            self.ctx.cancel(iid, old, "long over")
+            self.ctx.cancel("OTHER.X", old, "on another instrument")
+            self.ctx.cancel(iid, f"{stem}-{int(number) - 1}", "the id below")
+
+
+def test_archiving_finished_orders_changes_no_byte_of_a_run_log(tmp_path: Path, monkeypatch) -> None:
+    """The venue and the queue answer for orders long over from their archives (handlers/archive.py): a run whose
+    every order is kept whole, one with the default tail, and one with a tail of 5 and chunks of 7 rows write the
+    same bytes."""
+    import handlers.archive
+    from handlers.queue import OutboundQueue
+    from handlers.venues.sim.venue import SimulatedVenue
+
+    spec = BacktestSpec(source="src", strategy="tests.runtime.backtest.test_backtest:Churn",
+                        venue=parse_venue_config({"starting_balances": {"USDT": "1000000", "BTC": "100"}}))
+    logs = {}
+    for keep, chunk in ((10 ** 9, 4096), (None, 4096), (5, 7)):
+        if keep is not None:
+            monkeypatch.setattr(SimulatedVenue, "KEEP_FINISHED", keep)
+            monkeypatch.setattr(OutboundQueue, "KEEP_SEEN", keep)
+        else:
+            monkeypatch.undo()
+        monkeypatch.setattr(handlers.archive, "CHUNK", chunk)
+        store = tmp_path / f"{keep}" / "store"
+        _ingest(store, 1500)
+        log = Log.open(f"file:{store}")
+        run_backtest(log, spec, run_id="bt-x")
+        logs[keep] = _files(store / "bt-x")
+        if keep is None:
+            events = list(log.replay("bt-x"))
+    reasons = {e.data["reason"] for e in events if e.name == "OrderCancelRejected"}
+    assert {"order already filled", "order already expired", "order already rejected", "unknown order"} <= reasons
+    assert sum(e.name == "OrderSubmitted" for e in events) > 3000  # beyond the default tail of 1000
+    assert logs[None] == logs[10 ** 9] and logs[5] == logs[10 ** 9]
+    # negative control: an archive that forgets what it is given writes other bytes
+    monkeypatch.setattr(handlers.archive.OrderArchive, "add", lambda self, cid, *cells: None)
+    store = tmp_path / "forgetful" / "store"
+    _ingest(store, 1500)
+    run_backtest(Log.open(f"file:{store}"), spec, run_id="bt-x")
+    assert _files(store / "bt-x") != logs[10 ** 9]
 
 
 def test_default_run_id_is_a_content_address(store: Path) -> None:

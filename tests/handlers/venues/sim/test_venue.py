@@ -687,3 +687,124 @@ def test_venue_balances_match_the_portfolio_fold(kind):
     assert sim.venue.account.positions[IID].quantity == portfolio.position_quantity(IID) == 0
     if kind == "PERPETUAL":  # realized: (101.5 - 100.2) * 3 + (101.5 - 99.8) * 2 = 7.3; fees: 0.6012 + 0.5075 + 0.1996
         assert sim.venue.account.balances["USDT"] == D(100000) + D("7.3") - D("0.6012") - D("0.5075") - D("0.1996")
+
+
+# ---- finished orders: the latest kept whole, the earlier archived, every answer the same ------------------
+
+PREFIX = "t1a2b3c"
+EARLY = {"filled": f"{PREFIX}-11", "canceled": f"{PREFIX}-12", "rejected": f"{PREFIX}-13",
+         "expired": f"{PREFIX}-14", "unknown_instrument": f"{PREFIX}-15", "adopted": "adopted-7"}
+
+
+def finished_history(n: int, *, keep: int | None = None) -> Sim:
+    """Orders that ended every way, then n market orders filled at once (engine-style ids, rising by 7)."""
+    sim = Sim({"market_fill": "same_close", "volume_participation": "unlimited"})
+    if keep is not None:
+        sim.venue.KEEP_FINISHED = keep
+    sim.feed(trade(T0, "100"))
+    sim.submit(order(EARLY["filled"]), T0)
+    sim.submit(order(EARLY["canceled"], order_type="LIMIT", price="50"), T0)
+    sim.cancel(EARLY["canceled"], T0)
+    sim.submit(order(EARLY["rejected"], qty="0"), T0)
+    sim.submit(order(EARLY["expired"], order_type="LIMIT", price="50", tif="GTD", expire_ts=T0 + 5 * S), T0)
+    sim.submit(order(EARLY["unknown_instrument"], iid="ETHUSDT.SIM"), T0)
+    sim.submit(order(EARLY["adopted"], side="SELL"), T0)
+    sim.feed(trade(T0 + 6 * S, "100"))  # the GTD order expires
+    for i in range(n):
+        sim.submit(order(f"{PREFIX}-{100 + 7 * i}", side="SELL" if i % 2 else "BUY"), T0 + 7 * S)
+    return sim
+
+
+def answers(sim: Sim, now: int = T0 + 8 * S) -> list:
+    """What the venue says to a cancel of each early order (its instrument, another one), to its id used again,
+    and to a cancel of an id never used that lies among the used ones."""
+    out = []
+    for cid in EARLY.values():
+        out.append(sim.cancel(cid, now))
+        out.append(sim.cancel(cid, now, iid="ETHUSDT.SIM"))
+        out.append(sim.submit(order(cid), now))
+    out.append(sim.cancel(f"{PREFIX}-101", now))
+    out.append(sim.submit(order(f"{PREFIX}-101"), now))  # not a duplicate: accepted and filled
+    out.append(sim.cancel(f"{PREFIX}-101", now))
+    return out
+
+
+def full_orders(sim: Sim) -> int:
+    from projections.snapshot import unpack
+
+    return len(unpack(sim.venue.snapshot()["orders"]))
+
+
+def test_a_cancel_or_a_used_id_of_an_order_finished_long_ago_gets_the_answer_it_always_got():
+    remembering = finished_history(3000, keep=10 ** 9)  # the venue as it was: every order kept whole
+    venue = finished_history(3000)
+    assert full_orders(remembering) == 3006 and full_orders(venue) <= 1101  # the early ones are archived
+    expected = answers(remembering)
+    assert answers(venue) == expected
+    by_cid = {e[1]["client_order_id"]: e for a in expected[:6] for e in a}  # spelled out for the first two
+    assert by_cid[EARLY["filled"]][1] == {"instrument_id": IID, "client_order_id": EARLY["filled"],
+                                          "reason_code": "DUPLICATE_CLIENT_ORDER_ID",
+                                          "reason": f"client order id {EARLY['filled']} was already used on SIM"}
+    assert expected[0][0][1] == {"instrument_id": IID, "client_order_id": EARLY["filled"], "venue_order_id": "SIM-O1",
+                                 "reason": "order already filled"}
+    assert expected[1][0][1] == {"instrument_id": "ETHUSDT.SIM", "client_order_id": EARLY["filled"],
+                                 "venue_order_id": "SIM-O1", "reason": "unknown order"}
+    assert [a[0][1]["reason"] for a in expected[3:18:3]] == [
+        "order already canceled", "order already rejected", "order already expired", "unknown order",
+        "order already filled"]
+
+
+def test_a_restored_venue_answers_for_archived_orders_as_the_one_that_never_stopped():
+    venue = finished_history(3000)
+    restored = Sim({"market_fill": "same_close", "volume_participation": "unlimited"})
+    restored.venue.restore(venue.venue.snapshot())
+    assert restored.venue.snapshot() == venue.venue.snapshot()
+    assert answers(restored) == answers(finished_history(3000, keep=10 ** 9))
+
+
+def test_an_expiry_of_an_archived_order_survives_a_snapshot():
+    """A filled DAY order leaves an (inert) expiry behind; once the order is archived the snapshot carries it."""
+    sim = finished_history(0, keep=0)
+    sim.submit(order(f"{PREFIX}-20", tif="DAY"), T0 + 7 * S)  # filled at once; its expiry waits for midnight
+    sim.submit(order(f"{PREFIX}-21", side="SELL"), T0 + 7 * S)
+    timed = sim.venue.snapshot()["timed"]
+    assert [(kind, ref[1]) for _, _, _, kind, ref in timed] == [("expire", f"{PREFIX}-20")]
+    restored = Sim({"market_fill": "same_close", "volume_participation": "unlimited"})
+    restored.venue.restore(sim.venue.snapshot())
+    assert restored.venue.snapshot() == sim.venue.snapshot()
+    day = 86_400 * S
+    assert restored.feed(trade(T0 + day, "100")) == sim.feed(trade(T0 + day, "100")) == []
+
+
+def test_a_snapshot_carries_a_bounded_tail_of_finished_orders_and_a_few_bytes_for_each_earlier_one():
+    def size(x: Any) -> int:  # the text a snapshot's values hold
+        if isinstance(x, str):
+            return len(x.encode())
+        if isinstance(x, dict):
+            return sum(size(k) + size(v) for k, v in x.items())
+        if isinstance(x, (list, tuple)):
+            return sum(size(v) for v in x)
+        return len(str(x))
+
+    small, large = finished_history(1000), finished_history(5000)
+    assert full_orders(small) <= 1101 and full_orders(large) <= 1101
+    growth = size(large.venue.snapshot()) - size(small.venue.snapshot())
+    assert growth < 8 * 4000  # under 8 bytes an order beyond the tail
+    whole = size(finished_history(5000, keep=10 ** 9).venue.snapshot()) - size(small.venue.snapshot())
+    assert whole > 100 * 4000  # every order kept whole: over 100 bytes each
+
+
+@pytest.mark.parametrize("broken", ["forgets", "restores_without_archive"])
+def test_a_venue_that_drops_what_the_answers_need_is_caught(broken, monkeypatch):
+    """Negative control: an archive that forgets (or a restore that leaves it out) fails the comparison above."""
+    from handlers.archive import OrderArchive
+
+    expected = answers(finished_history(3000, keep=10 ** 9))
+    if broken == "forgets":
+        monkeypatch.setattr(OrderArchive, "add", lambda self, cid, *cells: None)
+        assert answers(finished_history(3000)) != expected
+    else:
+        monkeypatch.setattr(OrderArchive, "restore", lambda self, state: None)
+        restored = Sim({"market_fill": "same_close", "volume_participation": "unlimited"})
+        restored.venue.restore(finished_history(3000).venue.snapshot())
+        assert answers(restored) != expected
