@@ -6,16 +6,21 @@ Accepted TIME forms (`--from`, `--to`):
                         with `Z` or an offset (+02:00, -0500); without one the time is UTC
   * epoch nanoseconds:  1706702400000000000             (an integer)
 
-CSV time cells accept the same ISO forms, or epoch numbers whose unit is forced (`s`, `ms`, `us`, `ns`)
-or, with `auto`, chosen by magnitude of the absolute value:
+CSV time cells accept the same ISO forms, US dates (MM/DD/YYYY, optionally followed by HH:MM[:SS]; UTC), or epoch
+numbers whose unit is forced (`s`, `ms`, `us`, `ns`) or, with `auto`, chosen by magnitude of the absolute value:
   < 1e11 seconds, < 1e14 milliseconds, < 1e17 microseconds, otherwise nanoseconds
 (unambiguous for dates between 1973 and 5138; fractional epoch values are allowed, e.g. 1706702400.5).
+Any other shape is read with an explicit strptime format (`parse_formatted`, `tape ingest csv --time-format`).
+
+Timeframes are a count and a unit: s, m (minutes), h, d, w (weeks) or M (calendar months, as Binance writes
+them). A month has no fixed length: `parse_timeframe` gives its average (30.436875 days, for rates and ages) and
+`bar_close` the exact close of a bar (the same day and time, N calendar months later).
 """
 from __future__ import annotations
 
 import calendar
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from schemas.errors import TapeError
@@ -23,7 +28,9 @@ from schemas.errors import TapeError
 NS = 1_000_000_000
 TIME_FORMATS = "ISO-8601 (2024-01-31, 2024-01-31T12:00:00Z, 2024-01-31T14:00+02:00) or integer epoch nanoseconds"
 UNITS = {"s": NS, "ms": 1_000_000, "us": 1_000, "ns": 1}
-TIMEFRAME_UNITS = {"s": NS, "m": 60 * NS, "h": 3600 * NS, "d": 86400 * NS, "w": 7 * 86400 * NS}
+DAY = 86400 * NS
+MONTH = 2_629_746 * NS  # the average Gregorian month: 365.2425 days / 12
+TIMEFRAME_UNITS = {"s": NS, "m": 60 * NS, "h": 3600 * NS, "d": DAY, "w": 7 * DAY, "M": MONTH}
 
 _ISO = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})"
@@ -32,7 +39,8 @@ _ISO = re.compile(
 )
 _INT = re.compile(r"^[+-]?\d+$")
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
-_TIMEFRAME = re.compile(r"^(\d+)([smhdw])$")
+_TIMEFRAME = re.compile(r"^(\d+)([smhdwM])$")
+_US_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
 
 
 class BadTime(TapeError):
@@ -102,25 +110,90 @@ def parse_epoch(text: str, unit: str = "auto") -> int | None:
     return int(ns)
 
 
+def parse_us_date(text: str) -> int | None:
+    """MM/DD/YYYY [HH:MM[:SS]] (UTC) to epoch ns; None if not slash-shaped; ValueError naming the fix if invalid."""
+    m = _US_DATE.match(text.strip())
+    if m is None:
+        return None
+    mo, d, y, hh, mi, ss = (int(g or 0) for g in m.groups())
+    try:
+        datetime(y, mo, d, hh, mi, ss)
+    except ValueError:
+        raise ValueError(
+            f"{text.strip()!r} is not a MM/DD/YYYY date; for day-first dates pass --time-format %d/%m/%Y"
+        ) from None
+    return calendar.timegm((y, mo, d, hh, mi, ss, 0, 0, 0)) * NS
+
+
 def parse_cell_time(text: str, unit: str = "auto") -> int | None:
-    """A CSV time cell: ISO-8601 or an epoch number; None if neither."""
+    """A CSV time cell: ISO-8601, MM/DD/YYYY or an epoch number; None if none of them."""
     ns = parse_epoch(text, unit)
-    return ns if ns is not None else parse_iso(text)
+    if ns is None:
+        ns = parse_iso(text)
+    return ns if ns is not None else parse_us_date(text)
+
+
+def parse_formatted(text: str, fmt: str) -> int:
+    """A time cell read with a strptime format (naive = UTC, %z honoured) to epoch ns; ValueError if it does not fit."""
+    try:
+        moment = datetime.strptime(text.strip(), fmt)
+    except ValueError:
+        raise ValueError(f"{text.strip()!r} does not match --time-format {fmt!r}") from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    seconds = calendar.timegm(moment.timetuple())
+    return seconds * NS + moment.microsecond * 1_000
 
 
 def parse_timeframe(text: str) -> int:
-    """A bar timeframe such as 1s, 1m, 5m, 1h, 4h, 1d, 1w to ns."""
+    """A bar timeframe such as 1s, 1m, 5m, 1h, 4h, 1d, 1w, 1M to ns (a month: its average length, see above)."""
     m = _TIMEFRAME.match(text.strip())
     if m is None or int(m.group(1)) == 0:
-        raise BadTime(f"bad timeframe {text!r}: use a count and a unit s, m, h, d or w (1m, 5m, 1h, 1d)")
+        raise BadTime(
+            f"bad timeframe {text!r}: use a count and a unit s, m, h, d, w or M (months): 1m, 5m, 1h, 1d, 1w, 1M"
+        )
     return int(m.group(1)) * TIMEFRAME_UNITS[m.group(2)]
+
+
+def timeframe_months(text: str) -> int:
+    """Calendar months of a timeframe (1M → 1, 3M → 3); 0 for a fixed-length one, whose close is open + length."""
+    m = _TIMEFRAME.match(text.strip())
+    return int(m.group(1)) if m is not None and m.group(2) == "M" else 0
+
+
+def add_months(ns: int, months: int) -> int:
+    """The same day and time of day `months` calendar months later (the day clamped to the month's last)."""
+    seconds, frac = divmod(ns, NS)
+    moment = datetime(1970, 1, 1) + timedelta(seconds=seconds)
+    index = moment.year * 12 + moment.month - 1 + months
+    year, month = divmod(index, 12)
+    day = min(moment.day, calendar.monthrange(year, month + 1)[1])
+    shifted = moment.replace(year=year, month=month + 1, day=day)
+    return calendar.timegm(shifted.timetuple()) * NS + frac
+
+
+def bar_close(open_ns: int, timeframe: str) -> int:
+    """When a bar opened at `open_ns` closes: open + length, or N calendar months on for a monthly timeframe."""
+    months = timeframe_months(timeframe)
+    return add_months(open_ns, months) if months else open_ns + parse_timeframe(timeframe)
+
+
+def timeframe_text(ns: int) -> str:
+    """A length as a timeframe people pass (60 s → 1m, 1 day → 1d, 28..31 days → 1M); '' when none fits."""
+    if 28 * DAY <= ns <= 31 * DAY:
+        return "1M"
+    for unit in ("w", "d", "h", "m", "s"):
+        size = TIMEFRAME_UNITS[unit]
+        if ns > 0 and ns % size == 0:
+            return f"{ns // size}{unit}"
+    return ""
 
 
 def format_ns(ns: int) -> str:
     """ISO-8601 UTC with as many fraction digits as needed (0, 3, 6 or 9): 2024-01-31T12:00:00.5Z → .500Z."""
     seconds, frac = divmod(ns, NS)
     try:
-        base = datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        base = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     except (OverflowError, OSError, ValueError):
         return str(ns)
     if frac == 0:

@@ -1,12 +1,17 @@
 """CSV history → event drafts: column mapping, row parsing and validation, resume planning. Pure: no I/O.
 
-Columns are found by name in the (required) header row, case-insensitively, through ALIASES. Prices and
-quantities are parsed as Decimal straight from the text (never through float), at most 18 decimal places and
-20 integer digits (the schemas' decimal(38, 18)). Times are ISO-8601 or epoch numbers (see runtime.timeparse).
+Columns are found by name, case-insensitively, through ALIASES, in the column names the file's layout gives
+(runtime.ingest.layouts: a header row, yfinance's header rows, a Binance export's fixed columns, --columns).
+Prices and quantities are parsed as Decimal straight from the text (never through float), at most 18 decimal
+places and 20 integer digits (the schemas' decimal(38, 18)). Times are ISO-8601, MM/DD/YYYY or epoch numbers, or
+follow --time-format (see runtime.times).
 
-Bars: the time column is the bar OPEN time; the event's ts_event is open + timeframe (the close time, when
-the bar becomes known). Rows must be in ascending time order: strictly for bars, non-decreasing for trades and
-quotes (several trades may share a timestamp).
+Bars: the time column is the bar OPEN time; the event's ts_event is its close (open + timeframe, or N calendar
+months on for `NM`), when the bar becomes known. A `close_time` column (Binance: close - 1 ms, or 1 µs) must agree
+with the timeframe. Rows must be in ascending time order (several trades or quotes may share a timestamp).
+Exact duplicates are dropped and counted (RowStream): a bar repeating the time of the one before with the same
+values, a trade repeating a trade id of its time with the same values, a quote repeating one of its time; the
+same bar time or trade id with other values is an error naming both lines.
 
 Resume and idempotence: a series is (instrument, kind, timeframe). Its extent in a namespace is folded from the
 HistoryImported events there. A row older than the series' first imported time is refused (the log is
@@ -22,21 +27,23 @@ decimals (trailing zeros ignored) seen in the prices, resp. quantities, of the f
 from __future__ import annotations
 
 import csv
+import functools
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from eventstore.writer import Draft
-from runtime.times import format_ns, parse_cell_time
-from schemas.decimals import EXACT, PRECISION, SCALE
+from runtime.times import NS, bar_close, format_ns, parse_cell_time, parse_formatted, timeframe_months, timeframe_text
+from schemas.decimals import EXACT, PRECISION, SCALE, text as shown
 from schemas.errors import TapeError
 from schemas.ids import split_symbol
 
 SOURCE = "ingest:csv"
 KIND_TYPES = {"bars": "Bar", "trades": "TradeTick", "quotes": "QuoteTick"}
 ALIASES: dict[str, tuple[str, ...]] = {
-    "time": ("time", "timestamp", "ts", "date", "datetime", "open_time"),
+    "time": ("time", "timestamp", "ts", "date", "datetime", "open_time", "transact_time"),
     "open": ("open", "o"),
     "high": ("high", "h"),
     "low": ("low", "l"),
@@ -46,7 +53,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "price": ("price", "p"),
     "quantity": ("quantity", "qty", "size", "amount"),
     "side": ("side", "aggressor", "is_buyer_maker"),
-    "trade_id": ("trade_id", "id"),
+    "trade_id": ("trade_id", "id", "agg_trade_id"),
+    "close_time": ("close_time",),
     "bid": ("bid", "bid_price"),
     "bid_size": ("bid_size", "bid_qty"),
     "ask": ("ask", "ask_price"),
@@ -54,7 +62,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
 }
 # kind → (required columns, optional columns)
 COLUMNS = {
-    "bars": (("time", "open", "high", "low", "close", "volume"), ("trades",)),
+    "bars": (("time", "open", "high", "low", "close", "volume"), ("trades", "close_time")),
     "trades": (("time", "price", "quantity"), ("side", "trade_id")),
     "quotes": (("time", "bid", "bid_size", "ask", "ask_size"), ()),
 }
@@ -66,6 +74,8 @@ _SELL = {"sell", "s", "seller", "ask"}
 _NO_SIDE = {"", "none", "unknown", "no_aggressor", "n/a", "na"}
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
+FIX_ROW = "nothing was imported: correct or remove that row and run again"
+TIME_FIX = "use ISO-8601, MM/DD/YYYY or epoch s/ms/us/ns, or pass --time-format (strptime, e.g. %d.%m.%Y %H:%M)"
 
 
 class IngestError(TapeError):
@@ -82,10 +92,22 @@ class CsvSpec:
     timeframe: str | None = None
     timeframe_ns: int | None = None
     time_unit: str = "auto"
+    time_format: str | None = None  # strptime format of the time cells, instead of the accepted forms
 
     @property
     def event_type(self) -> str:
         return KIND_TYPES[self.kind]
+
+    @functools.cached_property
+    def months(self) -> int:
+        """Calendar months of a monthly timeframe (0 for a fixed length, whose close is open + timeframe_ns)."""
+        return timeframe_months(self.timeframe) if self.timeframe else 0
+
+    def close_of(self, open_ts: int) -> int:
+        """The event time of a bar that opened at open_ts (the open itself for trades and quotes)."""
+        if self.months:
+            return bar_close(open_ts, self.timeframe or "")
+        return open_ts + (self.timeframe_ns or 0)
 
 
 @dataclass(slots=True)
@@ -100,8 +122,15 @@ class Row:
     size_dp: int = 0
 
 
-def _key(name: str) -> str:
+def column_key(name: str) -> str:
+    """A column name as ALIASES spells it: trimmed, lower case, spaces and dashes as underscores."""
     return re.sub(r"[\s\-]+", "_", name.strip().lstrip("\ufeff").lower())
+
+
+def column_label(header: list[str] | tuple[str, ...], index: int) -> str:
+    """How messages name a column: its header text quoted, or its position when the header cell is empty."""
+    name = header[index].strip().lstrip("\ufeff")
+    return repr(name) if name else f"{index + 1} (unnamed)"
 
 
 def parse_decimal(text: str) -> tuple[Decimal, int]:
@@ -140,36 +169,41 @@ def parse_decimal(text: str) -> tuple[Decimal, int]:
 
 
 class RowParser:
-    """Maps a header to columns and turns data rows into Rows, naming line and column on any error."""
+    """Maps column names to columns and turns data rows into Rows, naming line and column on any error."""
 
-    def __init__(self, spec: CsvSpec, header: list[str]):
+    def __init__(self, spec: CsvSpec, header: list[str] | tuple[str, ...], time_index: int | None = None):
         self.spec = spec
-        keys = [_key(h) for h in header]
+        keys = [column_key(h) for h in header]
         self.width = len(header)
         self.index: dict[str, int] = {}
         self.names: dict[str, str] = {}
+        if time_index is not None:
+            self.index["time"], self.names["time"] = time_index, column_label(header, time_index)
         required, optional = COLUMNS[spec.kind]
         missing = []
         for col in required + optional:
+            if col in self.index:
+                continue
             for alias in ALIASES[col]:
                 if alias in keys:
                     i = keys.index(alias)
-                    self.index[col], self.names[col] = i, header[i].strip().lstrip("\ufeff")
+                    self.index[col], self.names[col] = i, column_label(header, i)
                     break
             else:
                 if col in required:
                     missing.append(col)
         if missing:
-            if header and _looks_like_time(header[0], spec.time_unit):
-                raise IngestError(f"{spec.label} line 1: no header row; the first line must name the columns")
             wanted = "; ".join(f"{c} ({'/'.join(ALIASES[c])})" for c in missing)
             raise IngestError(
-                f"{spec.label} line 1: missing column(s) for {spec.kind}: {wanted}; header is: {', '.join(header)}"
+                f"{spec.label} line 1: missing column(s) for {spec.kind}: {wanted}; columns are: {', '.join(header)}; "
+                "rename them in the file, name them with --columns a,b,c (--no-header when line 1 is data), "
+                "or pick the time with --time-column NAME"
             )
         self.side_is_maker_flag = "side" in self.index and keys[self.index["side"]] == "is_buyer_maker"
 
-    def fail(self, line: int, col: str, message: str) -> IngestError:
-        return IngestError(f"{self.spec.label} line {line}, column {self.names[col]!r}: {message}")
+    def fail(self, line: int, col: str, message: str, fix: str = FIX_ROW) -> IngestError:
+        """The one-line error of a bad cell: file, line, column, what is wrong, and the fix (nothing was imported)."""
+        return IngestError(f"{self.spec.label} line {line}, column {self.names[col]}: {message}; {fix}")
 
     def _cell(self, cells: list[str], col: str) -> str:
         return cells[self.index[col]]
@@ -183,23 +217,42 @@ class RowParser:
             raise self.fail(line, col, f"{self._cell(cells, col).strip()!r} is negative")
         return value, dp
 
-    def _time(self, cells: list[str], line: int) -> int:
-        text = self._cell(cells, "time")
+    def _time(self, cells: list[str], line: int, col: str = "time") -> int:
+        text = self._cell(cells, col)
         try:
-            ns = parse_cell_time(text, self.spec.time_unit)
+            ns = read_time(text, self.spec)
         except ValueError as e:
-            raise self.fail(line, "time", str(e)) from None
+            raise self.fail(line, col, str(e)) from None
         if ns is None:
-            raise self.fail(line, "time", f"{text!r} is not a time (ISO-8601 or epoch s/ms/us/ns)")
-        if not -(2**63) <= ns < 2**63 - (self.spec.timeframe_ns or 0):
-            raise self.fail(line, "time", f"{text.strip()!r} is out of range (years 1678..2262)")
+            raise self.fail(line, col, f"{text!r} is not a time: {TIME_FIX}")
+        if not -(2**63) <= ns < 2**63 - (self.spec.timeframe_ns or 0) - (32 * 86400 * NS if self.spec.months else 0):
+            raise self.fail(line, col, f"{text.strip()!r} is out of range (years 1678..2262)")
         return ns
 
     def parse(self, cells: list[str], line: int, row: int) -> Row:
+        """One data record as a Row; IngestError naming line and column for anything that cannot be imported."""
         if len(cells) != self.width:
-            raise IngestError(f"{self.spec.label} line {line}: expected {self.width} columns, found {len(cells)}")
+            raise IngestError(
+                f"{self.spec.label} line {line}: expected {self.width} columns, found {len(cells)}: quote cells that "
+                f"hold a comma, or fix the row; {FIX_ROW}"
+            )
         ts = self._time(cells, line)
         return getattr(self, f"_{self.spec.kind}")(cells, line, row, ts)
+
+    def _close_time(self, cells: list[str], line: int, open_ts: int, close: int) -> None:
+        """A bar's own close_time (Binance: the close less 1 ms, or 1 µs) must agree with --timeframe."""
+        if not self._cell(cells, "close_time").strip():
+            return
+        stated = self._time(cells, line, "close_time")
+        if 0 <= close - stated <= 1_000_000:
+            return
+        span = -(-(stated - open_ts) // NS) * NS  # the stated length, rounded up to a whole second
+        hint = timeframe_text(span)
+        raise self.fail(
+            line, "close_time",
+            f"the bar closes at {format_ns(stated)}, but --timeframe {self.spec.timeframe} closes it at "
+            f"{format_ns(close)}", f"nothing was imported: pass --timeframe {hint}" if hint else "nothing was imported",
+        )
 
     def _bars(self, cells: list[str], line: int, row: int, ts: int) -> Row:
         o, odp = self._decimal(cells, "open", line)
@@ -222,9 +275,12 @@ class RowParser:
                     raise self.fail(line, "trades", f"{text!r} is not a trade count")
                 trades = int(text)
         spec = self.spec
+        close = spec.close_of(ts)
+        if "close_time" in self.index:
+            self._close_time(cells, line, ts, close)
         payload = {"instrument_id": spec.instrument, "timeframe": spec.timeframe, "open_ts": ts,
                    "open": o, "high": h, "low": lo, "close": c, "volume": v, "trades": trades}
-        return Row(line, row, ts + (spec.timeframe_ns or 0), payload, max(odp, hdp, ldp, cdp), vdp)
+        return Row(line, row, close, payload, max(odp, hdp, ldp, cdp), vdp)
 
     def _trades(self, cells: list[str], line: int, row: int, ts: int) -> Row:
         p, pdp = self._decimal(cells, "price", line)
@@ -267,42 +323,92 @@ class RowParser:
         return Row(line, row, ts, payload, max(bdp, adp), max(bsdp, azdp))
 
 
-def iter_rows(lines: Iterable[str], spec: CsvSpec) -> Iterator[Row]:
-    """Parsed rows of a CSV text in file order; refuses rows out of time order."""
-    reader = csv.reader(lines)
-    header = next(reader, None)
-    while header is not None and not any(c.strip() for c in header):
-        header = next(reader, None)
-    if header is None:
-        raise IngestError(f"{spec.label}: empty file; a header row naming the columns is required")
-    parser = RowParser(spec, header)
-    strict = spec.kind == "bars"
-    prev: Row | None = None
-    n = 0
-    for cells in reader:
-        if not any(c.strip() for c in cells):
-            continue
-        n += 1
-        row = parser.parse(cells, reader.line_num, n)
-        if prev is not None and (row.ts < prev.ts or (strict and row.ts == prev.ts)):
-            what = "repeats the bar of" if row.ts == prev.ts else "is earlier than"
-            raise parser.fail(
-                row.line, "time",
-                f"{_cell_text(cells, parser)!r} {what} line {prev.line}; rows must be in ascending time order",
-            )
-        prev = row
-        yield row
+def read_time(text: str, spec: CsvSpec) -> int | None:
+    """A time cell as the spec reads it: with its --time-format, else ISO-8601, MM/DD/YYYY or epoch (None if none)."""
+    if spec.time_format:
+        return parse_formatted(text, spec.time_format)
+    return parse_cell_time(text, spec.time_unit)
 
 
-def _looks_like_time(text: str, unit: str) -> bool:
+def looks_like_time(text: str, spec: CsvSpec) -> bool:
+    """Whether a cell reads as a time (or is shaped like one): tells a data line from a header line."""
     try:
-        return parse_cell_time(text, unit) is not None
+        return read_time(text, spec) is not None
     except ValueError:
-        return True
+        return not spec.time_format
 
 
-def _cell_text(cells: list[str], parser: RowParser) -> str:
-    return cells[parser.index["time"]].strip()
+def csv_records(lines: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
+    """The non-blank CSV records of a text with the line each ends on (a quoted cell may span lines)."""
+    reader = csv.reader(lines)
+    for cells in reader:
+        if any(c.strip() for c in cells):
+            yield reader.line_num, cells
+
+
+class RowStream:
+    """Rows of one file in file order: rows out of time order refused, exact duplicates dropped and counted."""
+
+    def __init__(self, parser: RowParser, records: Iterable[tuple[int, list[str]]]):
+        self.parser = parser
+        self.records = records
+        self.read = 0  # data records seen, duplicates included
+        self.duplicates = 0
+        self.first_duplicate: tuple[int, int] | None = None  # (line, the line it repeats)
+
+    def __iter__(self) -> Iterator[Row]:
+        parser, kind = self.parser, self.parser.spec.kind
+        prev: Row | None = None
+        seen: dict[Any, Row] = {}  # identity → row, among the rows at prev.ts
+        for line, cells in self.records:
+            self.read += 1
+            row = parser.parse(cells, line, self.read)
+            if prev is not None and row.ts < prev.ts:
+                raise parser.fail(
+                    row.line, "time",
+                    f"{cells[parser.index['time']].strip()!r} is earlier than line {prev.line}; rows must be in "
+                    "ascending time order (sort the file by time)",
+                )
+            if prev is None or row.ts != prev.ts:
+                seen = {}
+            prev = row
+            identity = _identity(kind, row)
+            if identity is None:
+                yield row
+                continue
+            earlier = seen.get(identity)
+            if earlier is None:
+                seen[identity] = row
+                yield row
+            elif earlier.payload == row.payload:
+                self.duplicates += 1
+                if self.first_duplicate is None:
+                    self.first_duplicate = (row.line, earlier.line)
+            else:
+                col, what = ("time", "bar time") if kind == "bars" else ("trade_id", "trade id")
+                field_name, mine, theirs = first_difference(row.payload, earlier.payload)
+                raise parser.fail(
+                    row.line, col,
+                    f"repeats the {what} of line {earlier.line} with other values ({field_name} {mine} here, "
+                    f"{theirs} there): keep the right one",
+                )
+
+
+def _identity(kind: str, row: Row) -> Any:
+    if kind == "bars":
+        return "bar"
+    if kind == "trades":
+        return row.payload["trade_id"]  # trades without an id may repeat legitimately: never dropped
+    return tuple(row.payload.values())
+
+
+def first_difference(mine: dict[str, Any], theirs: dict[str, Any]) -> tuple[str, str, str]:
+    """(field, this value, that value) of the first field two payloads disagree on, values as exact text."""
+    for name, value in mine.items():
+        other = theirs.get(name)
+        if value != other:
+            return name, shown(value, "none"), shown(other, "none")
+    return "", "", ""
 
 
 # ---- resume planning ---------------------------------------------------------------------------------------

@@ -2,7 +2,20 @@ from decimal import Decimal
 
 import pytest
 
-from runtime.times import BadTime, auto_unit, format_ns, parse_cell_time, parse_epoch, parse_time, parse_timeframe
+from runtime.times import (
+    BadTime,
+    add_months,
+    auto_unit,
+    bar_close,
+    format_ns,
+    parse_cell_time,
+    parse_epoch,
+    parse_formatted,
+    parse_time,
+    parse_timeframe,
+    timeframe_months,
+    timeframe_text,
+)
 
 JAN1 = 1_704_067_200 * 10**9  # 2024-01-01T00:00:00Z
 
@@ -29,7 +42,8 @@ def test_parse_time_accepts_iso_and_epoch_ns(text, expected):
     assert parse_time(text) == expected
 
 
-@pytest.mark.parametrize("text", ["yesterday", "2024-13-01", "2024-02-30", "2024-01-01T25:00", "1.5", "", "2024-01-01T00:00+24:00",
+@pytest.mark.parametrize("text", ["yesterday", "2024-13-01", "2024-02-30", "2024-01-01T25:00", "1.5", "",
+                                  "2024-01-01T00:00+24:00",
                                   "2024-01-01T00:00:00.1234567891"])
 def test_parse_time_rejects_with_value_and_formats(text):
     with pytest.raises(BadTime) as e:
@@ -73,9 +87,47 @@ def test_timeframes():
     assert parse_timeframe("1m") == 60 * 10**9
     assert parse_timeframe("4h") == 4 * 3600 * 10**9
     assert parse_timeframe("1d") == 86400 * 10**9
-    for bad in ("1M", "0m", "m", "1.5h"):
-        with pytest.raises(BadTime):
+    assert parse_timeframe("1w") == 7 * 86400 * 10**9
+    assert parse_timeframe("1M") == 2_629_746 * 10**9  # the average month, for rates and ages; bar_close is exact
+    for bad in ("0M", "0m", "m", "1.5h", "1y", "1mo"):
+        with pytest.raises(BadTime, match="s, m, h, d, w or M"):
             parse_timeframe(bad)
+
+
+def test_monthly_bars_close_a_calendar_month_later():
+    assert (timeframe_months("1M"), timeframe_months("3M"), timeframe_months("1m")) == (1, 3, 0)
+    feb1, mar1 = parse_time("2024-02-01"), parse_time("2024-03-01")
+    assert bar_close(parse_time("2024-01-01"), "1M") == feb1
+    assert bar_close(feb1, "1M") == mar1  # 29 days: a leap year
+    assert bar_close(parse_time("2023-12-01T05:00:00Z"), "3M") == parse_time("2024-03-01T05:00:00Z")
+    assert add_months(parse_time("2024-01-31"), 1) == parse_time("2024-02-29")  # clamped to the month's last day
+    assert bar_close(JAN1, "1w") == JAN1 + 7 * 86400 * 10**9
+
+
+def test_timeframe_text_names_a_length():
+    assert [timeframe_text(n * 10**9) for n in (60, 3600, 86400, 604800, 2_678_400, 90)] == \
+        ["1m", "1h", "1d", "1w", "1M", "90s"]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("01/02/2024", JAN1 + 86400 * 10**9), ("1/1/2024", JAN1), ("12/31/2023 23:59", JAN1 - 60 * 10**9),
+     ("01/01/2024 00:00:01", JAN1 + 10**9)],
+)
+def test_cell_time_us_dates(text, expected):
+    assert parse_cell_time(text) == expected
+
+
+def test_cell_time_day_first_dates_name_the_format_to_pass():
+    with pytest.raises(ValueError, match=r"'25/01/2024' is not a MM/DD/YYYY date; .* --time-format %d/%m/%Y"):
+        parse_cell_time("25/01/2024")
+
+
+def test_formatted_times():
+    assert parse_formatted("02.01.2024 00:00", "%d.%m.%Y %H:%M") == JAN1 + 86400 * 10**9
+    assert parse_formatted("2024-01-01 02:00:00.25+0200", "%Y-%m-%d %H:%M:%S.%f%z") == JAN1 + 250_000_000
+    with pytest.raises(ValueError, match=r"'2024-01-01' does not match --time-format '%d.%m.%Y'"):
+        parse_formatted("2024-01-01", "%d.%m.%Y")
 
 
 def test_format_ns_round_trips():

@@ -50,7 +50,8 @@ def test_truncated_copy_then_full_file_resumes_even_inside_a_tie(tape, store, wr
     ids = trade_ids(store)
     assert ids == [str(i) for i in range(1, 3001)]  # complete, in order, no duplicates
     hist = [e.data for e in events(store, types=["HistoryImported"])]
-    assert [(h["file_name"], h["first_row"], h["last_row"]) for h in hist] == [("part.csv", 1, cut), ("full.csv", cut + 1, 3000)]
+    assert [(h["file_name"], h["first_row"], h["last_row"]) for h in hist] == [("part.csv", 1, cut),
+                                                                                ("full.csv", cut + 1, 3000)]
 
 
 def test_older_rows_are_refused(tape, store, write_trades, make_trades):
@@ -69,7 +70,8 @@ def test_malformed_row_names_file_line_and_column(tape, store, write_text):
         f"2024-01-01T00:{i:02d}:00Z,1,2,0.5,1.5,10\n" for i in range(15)) + "2024-01-01T00:15:00Z,1,2,0.5,abc,10\n")
     r = tape("ingest", "csv", str(path), "--namespace", "b", *INSTR, "--kind", "bars", "--timeframe", "1m")
     assert r.exit_code == 2
-    assert r.stderr == "error: data.csv line 17, column 'close': 'abc' is not a number\n"
+    assert r.stderr == ("error: data.csv line 17, column 'close': 'abc' is not a number; nothing was imported: correct "
+                        "or remove that row and run again\n")
     assert r.stdout == ""
     assert "b" not in Log.open(f"file:{store}").namespaces() if store.exists() else True  # nothing written
 
@@ -117,7 +119,8 @@ def test_same_file_into_two_fresh_stores_is_byte_identical(tape, tmp_path, write
         assert r.exit_code == 0
 
     def files(root: Path):
-        return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and p.name != ".lock"}
+        return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*"))
+                if p.is_file() and p.name != ".lock"}
 
     a, b = files(tmp_path / "a"), files(tmp_path / "b")
     assert len(a) > 5 and a.keys() == b.keys()
@@ -153,4 +156,70 @@ def test_time_out_of_range(tape, write_text):
     path = write_text("big.csv", "time,price,qty\n1704067200000000,1,1\n")
     r = ingest(tape, path, "u", "--time-unit", "ms")
     assert r.exit_code == 2
-    assert r.stderr == "error: big.csv line 2, column 'time': '1704067200000000' is out of range (years 1678..2262)\n"
+    assert r.stderr.startswith("error: big.csv line 2, column 'time': '1704067200000000' is out of range (years "
+                               "1678..2262); nothing was imported") and r.stderr.count("\n") == 1
+
+
+def bars_cli(tape, path, ns, *extra, timeframe="1m"):
+    return tape("ingest", "csv", str(path), "--namespace", ns, *INSTR, "--kind", "bars", "--timeframe", timeframe,
+                *extra)
+
+
+def test_output_names_the_layout_and_reports_duplicates_and_gaps(tape, store, write_text):
+    path = write_text("k.csv", "".join(f"{1704067200000 + m * 60000},1,2,0.5,1.5,10,{1704067259999 + m * 60000},"
+                                       f"15,3,5,7.5,0\n" for m in (0, 1, 1, 4)))
+    r = bars_cli(tape, path, "k")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith("k.csv → k: 4 rows read, 5 events written, 0 skipped")
+    assert r.stdout.splitlines()[1:] == [
+        "layout: Binance klines (no header row, times in ms)",
+        "duplicates: 1 exact duplicate row(s) skipped (first: line 3, the same as line 2)",
+        "gaps: 1 (2 bars missing; first: 2024-01-01T00:02:00Z, before line 4)",
+    ]
+
+
+def test_no_header_columns_time_column_and_time_format_options(tape, store, write_text):
+    path = write_text("raw.csv", "a,02.01.2024,1,2,0.5,1.5,10\nb,03.01.2024,1,2,0.5,1.5,10\n")
+    r = bars_cli(tape, path, "raw", "--no-header", "--columns", "tag,start,open,high,low,close,volume",
+                 "--time-column", "start", "--time-format", "%d.%m.%Y", timeframe="1d")
+    assert r.exit_code == 0, r.output
+    assert "\nlayout: no header row; columns from --columns; times from column 'start'\n" in r.stdout
+    day = 86400 * 10**9
+    assert [e.data["open_ts"] for e in events(store, "raw", ["Bar"])] == [JAN1 + day, JAN1 + 2 * day]
+    r = bars_cli(tape, path, "raw2", "--no-header", "--columns", "tag,start,open,high,low,close,volume",
+                 "--time-column", "start", "--time-format", "Y-m-d", timeframe="1d")
+    assert r.exit_code == 2
+    assert r.stderr == "error: --time-format 'Y-m-d' has no % directive: use strptime codes, e.g. %m/%d/%Y\n"
+
+
+def test_monthly_timeframe_and_us_dates(tape, store, write_text):
+    path = write_text("m.csv", "Date,Open,High,Low,Close,Volume\n"
+                               "01/01/2024,1,2,0.5,1.5,10\n02/01/2024,1,2,0.5,1.5,10\n")
+    r = bars_cli(tape, path, "m", timeframe="1M")
+    assert r.exit_code == 0, r.output
+    assert [e.ts_event for e in events(store, "m", ["Bar"])] == [1_706_745_600 * 10**9, 1_709_251_200 * 10**9]
+
+
+def test_conflict_is_one_line_and_skip_conflicts_imports_the_rest(tape, store, write_text):
+    rows = "".join(f"2024-01-01T00:0{m}:00Z,1,2,0.5,1.5,10\n" for m in range(3))
+    assert bars_cli(tape, write_text("a.csv", "time,open,high,low,close,volume\n" + rows), "c").exit_code == 0
+    changed = write_text("b.csv", "time,open,high,low,close,volume\n" + rows.replace("0.5,1.5", "0.5,1.25", 1)
+                         + "2024-01-01T00:03:00Z,1,2,0.5,1.5,10\n")
+    r = bars_cli(tape, changed, "c")
+    assert r.exit_code == 2 and r.stdout == "" and r.stderr.count("\n") == 1
+    assert r.stderr.startswith("error: b.csv: 1 row(s) conflict with the BTCUSDT.BINANCE bars 1m history of "
+                               "namespace 'c' (first: line 2: the bar of 2024-01-01T00:00:00Z has close 1.25 in the "
+                               "file, 1.5 in the namespace)")
+    r = bars_cli(tape, changed, "c", "--skip-conflicts")
+    assert r.exit_code == 0, r.output
+    assert "4 rows read, 2 events written, 2 skipped" in r.stdout
+    assert r.stdout.splitlines()[-1].startswith("conflicts: 1 row(s) differ from the namespace's history, left out "
+                                                "(--skip-conflicts; first: line 2: the bar of")
+
+
+def test_timeframe_mismatch_is_one_line_error(tape, store, write_text):
+    path = write_text("d.csv", "time,open,high,low,close,volume\n" + "".join(
+        f"2024-01-0{d},1,2,0.5,1.5,10\n" for d in (1, 2, 3)))
+    r = bars_cli(tape, path, "d", timeframe="1m")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1
+    assert "--timeframe 1m does not match the rows' spacing" in r.stderr and "pass --timeframe 1d" in r.stderr

@@ -11,10 +11,10 @@ from runtime.ingest.csvrows import (
     SeriesState,
     fold_history,
     instrument_draft,
-    iter_rows,
     parse_decimal,
     plan_batches,
 )
+from runtime.ingest.layouts import read_rows
 from schemas.ids import split_symbol
 
 JAN1 = 1_704_067_200 * 10**9
@@ -24,7 +24,7 @@ MIN = 60 * 10**9
 def rows(text: str, kind: str = "trades", **kw):
     tf = kw.pop("timeframe", "1m" if kind == "bars" else None)
     spec = CsvSpec("f.csv", "BTCUSDT.BINANCE", kind, tf, MIN if tf else None, **kw)
-    return list(iter_rows(text.splitlines(keepends=True), spec))
+    return list(read_rows(text.splitlines(keepends=True), spec)[1])
 
 
 def test_bar_columns_case_insensitive_aliases_and_close_time():
@@ -45,7 +45,8 @@ def test_trade_sides_and_ids():
 
 
 def test_quotes_and_blank_lines_and_row_numbers():
-    got = rows("time,bid_price,bid_qty,ask_price,ask_qty\n\n1704067200,1.1,5,1.2,6\n\n1704067201,1.1,5,1.3,6\n", "quotes")
+    got = rows("time,bid_price,bid_qty,ask_price,ask_qty\n\n1704067200,1.1,5,1.2,6\n\n1704067201,1.1,5,1.3,6\n",
+               "quotes")
     assert [(r.line, r.row) for r in got] == [(3, 1), (5, 2)]
     assert got[1].payload == {"instrument_id": "BTCUSDT.BINANCE", "bid_price": Decimal("1.1"), "bid_size": Decimal(5),
                               "ask_price": Decimal("1.3"), "ask_size": Decimal(6)}
@@ -99,10 +100,22 @@ def test_inconsistent_bars(line, message):
         rows(f"time,open,high,low,close,volume\n{line}\n", "bars")
 
 
-def test_bars_must_be_strictly_ascending_trades_may_tie():
-    with pytest.raises(IngestError, match="line 3, column 'time': '2024-01-01' repeats the bar of line 2"):
-        rows("time,open,high,low,close,volume\n2024-01-01,1,1,1,1,1\n2024-01-01,1,1,1,1,1\n", "bars")
-    assert len(rows("time,price,qty\n1,1,1\n1,1,1\n")) == 2
+def test_bars_repeated_exactly_are_dropped_and_counted_other_values_refused():
+    header = "time,open,high,low,close,volume\n"
+    _, stream = read_rows([header, "2024-01-01,1,1,1,1,1\n", "2024-01-01,1.0,1,1,1,1.00\n",
+                           "2024-01-02,1,1,1,1,1\n"], CsvSpec("f.csv", "X", "bars", "1d", 86400 * 10**9))
+    assert [r.line for r in stream] == [2, 4]
+    assert (stream.read, stream.duplicates, stream.first_duplicate) == (3, 1, (3, 2))
+    with pytest.raises(IngestError, match=r"line 3, column 'time': repeats the bar time of line 2 with other values "
+                                          r"\(close 2 here, 1 there\): keep the right one; nothing was imported"):
+        rows(header + "2024-01-01,1,2,1,1,1\n2024-01-01,1,2,1,2,1\n", "bars")
+
+
+def test_trades_may_tie_and_repeat_without_an_id_but_not_with_one():
+    assert len(rows("time,price,qty\n1,1,1\n1,1,1\n")) == 2  # no trade id: two trades of the same size
+    assert len(rows("time,price,qty,id\n1,1,1,a\n1,1,1,a\n1,1,1,b\n")) == 2
+    with pytest.raises(IngestError, match="line 3, column 'id': repeats the trade id of line 2 .*price 2 here, 1 th"):
+        rows("time,price,qty,id\n1,1,1,a\n1,2,1,a\n")
 
 
 def test_parse_decimal_limits():
@@ -125,7 +138,7 @@ def test_planner_skips_present_rows_and_tail_ties_and_refuses_older():
     got = [r.ts for b in plan_batches(_trades([10, 15, 20, 20, 20, 21, 22]), planner, 2) for r in b]
     assert got == [20, 21, 22]  # two events at 20 exist already; the third is new
     assert (planner.read, planner.skipped) == (7, 4)
-    with pytest.raises(IngestError, match="older than the X trades history .* import older history into a new namespace"):
+    with pytest.raises(IngestError, match="older than the X trades history .* import older history into a new"):
         list(plan_batches(_trades([9, 30]), Planner(CsvSpec("f.csv", "X", "trades"), SeriesState(10, 20)), 10))
 
 
@@ -154,7 +167,7 @@ def test_instrument_definition_infers_increments_and_currencies():
     assert p["price_increment"] == Decimal("0.001") and p["price_precision"] == 3
     assert p["size_increment"] == Decimal("0.001") and p["size_precision"] == 3
     given = instrument_draft(CsvSpec("f.csv", "ABC", "trades"),
-                             InstrumentOptions("SIM", "A", "B", Decimal("0.5"), Decimal("10")), batch)
+                             InstrumentOptions("SIM", "A", "B", Decimal("0.5"), Decimal(10)), batch)
     assert given.payload["price_increment"] == Decimal("0.5") and given.payload["size_precision"] == 0
     with pytest.raises(IngestError, match="--base and --quote"):
         instrument_draft(CsvSpec("f.csv", "ABC", "trades"), InstrumentOptions(), batch)
