@@ -149,18 +149,7 @@ class ConfluentAdmin:
         timeout = timeout_ms / 1000
         futures = self._call("creating topics", self._a.create_topics, new, request_timeout=timeout,
                              operation_timeout=timeout)
-        refused = {}
-        for name, f in futures.items():
-            try:
-                f.result()
-            except ck.KafkaException as e:
-                err = e.args[0] if e.args and isinstance(e.args[0], CKError) else None
-                if err is not None and err.code() == CKError.TOPIC_ALREADY_EXISTS:
-                    continue
-                if err is None or err.code() in _TIMEOUTS:  # no answer is not a refusal
-                    _raise(e, f"creating topic {name}")
-                refused[name] = f"{err.name()} {err.str()}"
-        return refused
+        return _refusals(futures, CKError.TOPIC_ALREADY_EXISTS, "creating topic")
 
     def topics(self) -> list[str]:
         return list(self._call("listing topics", self._a.list_topics, timeout=self.timeout).topics)
@@ -169,19 +158,27 @@ class ConfluentAdmin:
         timeout = timeout_ms / 1000
         futures = self._call("deleting topics", self._a.delete_topics, topics, request_timeout=timeout,
                              operation_timeout=timeout)
-        refused = {}
-        for name, f in futures.items():
-            try:
-                f.result()
-            except ck.KafkaException as e:
-                err = e.args[0] if e.args and isinstance(e.args[0], CKError) else None
-                if err is not None and err.code() == CKError.UNKNOWN_TOPIC_OR_PART:
-                    continue
-                refused[name] = str(err.str() if err is not None else e)
-        return refused
+        return _refusals(futures, CKError.UNKNOWN_TOPIC_OR_PART, "deleting topic")
 
     def close(self) -> None:
         self._a = None  # AdminClient has no close(); its thread ends with the object
+
+
+def _refusals(futures: dict[str, Any], fine: int, doing: str) -> dict[str, str]:
+    """What the broker refused of a topic operation, by topic (`fine`: the error code that is no refusal — the topic
+    already there, or already gone); no answer at all is raised, not a refusal."""
+    refused = {}
+    for name, f in futures.items():
+        try:
+            f.result()
+        except ck.KafkaException as e:
+            err = e.args[0] if e.args and isinstance(e.args[0], CKError) else None
+            if err is not None and err.code() == fine:
+                continue
+            if err is None or err.code() in _TIMEOUTS:
+                _raise(e, f"{doing} {name}")
+            refused[name] = f"{err.name()} {err.str()}"
+    return refused
 
 
 class _Delivery:

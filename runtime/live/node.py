@@ -52,6 +52,7 @@ from schemas.errors import TapeError
 from schemas.ids import order_id_prefix
 
 SNAPSHOT_EVERY = 10_000
+COMMAND_SECONDS = 0.25  # how often the loop reads its control channel (a Kafka read waits for a fetch)
 UNHEALTHY = frozenset({"log_stall", "consumer_lag"})  # open incidents that let the dead-man's switch run out
 
 
@@ -167,6 +168,7 @@ class LiveNode:
         self._next_check = 0.0
         self._next_fills = 0.0
         self._next_beat = 0.0
+        self._next_commands = 0.0
         self._stream_down: float | None = None  # since when (monotonic) the stream is down
         self._lag = 0.0  # longest wait of an input for its step since the last heartbeat
         # a signed request before anything is written: refused credentials leave no half-started session
@@ -423,15 +425,20 @@ class LiveNode:
                     self._pump()
                     self._record_check(found, orders=len(self.adapter.orders.open), fills=0, balances=0)
             self._pump()
-        self.commands()
+        if time.monotonic() >= self._next_commands:
+            self._next_commands = time.monotonic() + COMMAND_SECONDS
+            self.commands()
         if self.deadman is not None:
             self.deadman.refresh(self.healthy())
         if time.monotonic() >= self._next_beat:
             self._next_beat = time.monotonic() + self.spec.heartbeat_seconds
             self.heartbeat()
         if self.metrics is not None:
+            d = self.deadman
             self.metrics.observe(self.engine.state, read_failures=self.feed.failures,
-                                 stream_connected=None if self.stream is None else self.stream.connected())
+                                 stream_connected=None if self.stream is None else self.stream.connected(),
+                                 alerts=self.alerts, deadman_seconds=None if d is None else
+                                 (d.armed_until - time.monotonic() if d.armed else 0.0))
 
     def commands(self) -> None:
         """The operators' commands sent since the last read, each an input recorded before it is acted on; one

@@ -75,6 +75,14 @@ class SessionMetrics:
                                  ns + ["kind", "severity"], registry=r)
         self.open_incidents = Gauge("tape_incidents_open", "Incidents open in the log's state, by kind.",
                                     ns + ["kind"], registry=r)
+        self.commands = Counter("tape_operator_commands", "Operator commands recorded, by command.",
+                                ns + ["command"], registry=r)
+        self.refused = Counter("tape_operator_commands_refused", "Operator commands recorded and refused (nothing "
+                               "done, CommandRefused), by command.", ns + ["command"], registry=r)
+        self.alerts = Gauge("tape_alerts", "Webhook alert messages this session, by outcome (sent, failed, dropped, "
+                            "pending).", ns + ["outcome"], registry=r)
+        self.deadman = Gauge("tape_deadman_armed_seconds", "Seconds until the venue's dead-man's switch cancels every "
+                             "open order unless re-armed (0: not armed).", ns, registry=r)
         self._failures = 0
         self.ordered = False  # an OrderSubmitted was emitted since the flag was last cleared
         self._peak: dict[str, Decimal] = {}
@@ -119,6 +127,10 @@ class SessionMetrics:
             self.rejects.labels(ns, "venue", payload.get("reason_code") or "OTHER").inc()
         elif name == "RiskRejected":
             self.rejects.labels(ns, "risk", payload.get("rule") or "risk").inc()
+        elif name == "OperatorCommand":
+            self.commands.labels(ns, payload["command"]).inc()
+        elif name == "CommandRefused":
+            self.refused.labels(ns, payload["command"]).inc()
         elif name == "OrderOutcomeUnknown":
             self.unknown.labels(ns).inc()
         elif name == "OrderSubmitted":
@@ -132,8 +144,14 @@ class SessionMetrics:
 
     # ---- what the state holds, after a pass ----------------------------------------------------------------------
 
-    def observe(self, state: Any, *, stream_connected: bool | None, read_failures: int) -> None:
+    def observe(self, state: Any, *, stream_connected: bool | None, read_failures: int, alerts: Any = None,
+                deadman_seconds: float | None = None) -> None:
         ns = self.namespace
+        if alerts is not None:
+            for outcome in ("sent", "failed", "dropped", "pending"):
+                self.alerts.labels(ns, outcome).set(getattr(alerts, outcome))
+        if deadman_seconds is not None:
+            self.deadman.labels(ns).set(max(0.0, deadman_seconds))
         pf, market = state.portfolio, state.market
         for iid in sorted(market.instruments):
             qty = pf.position_quantity(iid)

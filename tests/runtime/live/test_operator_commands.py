@@ -122,6 +122,20 @@ def test_halt_cancel_all_resume_and_an_instrument_halt_are_recorded_before_they_
         sb.stop()
 
 
+def scrape(url: str) -> dict[tuple[str, str], float]:
+    """(metric, its command or outcome label) → value, from the session's /metrics."""
+    import re
+    import urllib.request
+
+    out = {}
+    for line in urllib.request.urlopen(url, timeout=10).read().decode().splitlines():
+        m = re.match(r'^(tape_\w+)\{(.*)\} (\S+)$', line)
+        if m:
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+            out[(m.group(1), labels.get("command") or labels.get("outcome") or "")] = float(m.group(3))
+    return out
+
+
 class Receiver:
     """A webhook receiver on loopback: what the session posted, as Slack bodies."""
 
@@ -154,7 +168,8 @@ def test_a_resume_waits_for_the_halting_incident_to_be_resolved_or_acknowledged(
     alerts = tmp_path / "alerts.toml"
     alerts.write_text(f'[[webhook]]\nurl = "{hook.url}"\nformat = "slack"\n')
     try:
-        p = live.spawn("--no-stream", "--heartbeat", "0.2", "--alerts", str(alerts))
+        p = live.spawn("--no-stream", "--heartbeat", "0.2", "--alerts", str(alerts), "--metrics-port", "0")
+        metrics_url = p.stderr.readline().split()[-1]  # "metrics on http://127.0.0.1:PORT/metrics"
         wait_for(p, store, lambda ev: sum(e.name == "Bar" for e in ev) >= 3)
         sb.fault("http_5xx_json", probability=1, target="GET /api/v3/klines")
         events = wait_for(p, store, lambda ev: raised(ev, "venue_unreachable"))
@@ -169,6 +184,11 @@ def test_a_resume_waits_for_the_halting_incident_to_be_resolved_or_acknowledged(
         assert down in listed and "acknowledged by" in listed
         out = ok(tape(store, "live", "resume", NAMESPACE, "--reason", "acknowledged"))
         assert "trading HALTED -> ACTIVE" in out
+        scraped = scrape(metrics_url)
+        assert scraped[("tape_operator_commands_total", "resume")] == 2.0
+        assert scraped[("tape_operator_commands_refused_total", "resume")] == 1.0
+        assert scraped[("tape_operator_commands_refused_total", "ack")] == 1.0
+        assert scraped[("tape_alerts", "sent")] >= 2  # the raise and the halt, posted while the session runs
         sb.clear_faults()
         events = wait_for(p, store, lambda ev: any(e.name == "IncidentResolved" and e.data["incident_id"] == down
                                                    for e in ev))
