@@ -12,13 +12,24 @@ for spot, settlement for derivatives) are subtracted: `pnl = gross_pnl − fees`
 listed in `other_fees` and not converted.
 
 Statistics: returns are simple returns between consecutive equity samples (a sample whose predecessor is not
-positive gives no return). Annualisation uses `periods_per_year`, or 365 days / the median sample spacing. A
-ratio that is undefined (no trades, flat curve, zero deviation, non-positive equity) is None — never inf/NaN.
+positive gives no return). A ratio that is undefined (no trades, flat curve, zero deviation, non-positive equity)
+is None — never inf/NaN.
+
+Annualisation (returns, Sharpe, Sortino) uses the periods a year given (`Annualisation.periods_per_year`), else the
+ones the samples' calendar shows (`sample_calendar`): trading days a year = 365 × (the UTC days that hold samples − 1)
+/ (the calendar days from the first to the last), so that a regular calendar comes out exact (a 24/7 market: 365;
+weekly bars: 52.1; weekdays less nine holidays a year: about 252), times the samples a trading day
+(the median count over the days strictly between the first and the last, which may be partial: 1 for daily bars,
+1,440 for 24/7 minute bars, 390 for an exchange's minute bars). Data spanning two UTC days or fewer has no whole day
+to count: 365 days / the median spacing. Annualised return = (end / start) ^ (periods a year / periods) − 1. Sharpe =
+mean excess return / its sample deviation × √(periods a year); Sortino = mean excess return / the downside deviation
+(root mean square of the excess returns below 0) × √(periods a year); the excess is over the risk-free rate's
+per-period equivalent (1 + rate) ^ (1 / periods a year) − 1, 0 unless given.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, localcontext
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -26,7 +37,9 @@ from projections.market import MarketState
 from schemas.decimals import ARITHMETIC as _CTX, ONE as _ONE, Q18, ZERO as _ZERO
 from schemas.errors import TapeError
 
-YEAR_NS = 365 * 24 * 3600 * 10**9
+DAY_NS = 24 * 3600 * 10**9
+DAYS_A_YEAR = 365
+YEAR_NS = DAYS_A_YEAR * DAY_NS
 
 
 class CurveOrderError(TapeError):
@@ -221,16 +234,121 @@ def _none_if_bad(x: float | None) -> float | None:
     return x
 
 
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    n = len(ordered)
+    return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+
+
 def infer_periods_per_year(samples: Sequence[tuple[int, Decimal]]) -> float | None:
     """365 days divided by the median spacing of the samples; None with fewer than 2 or zero spacing."""
     if len(samples) < 2:
         return None
-    gaps = sorted(b[0] - a[0] for a, b in zip(samples, samples[1:]))
-    n = len(gaps)
-    median = gaps[n // 2] if n % 2 else (gaps[n // 2 - 1] + gaps[n // 2]) / 2
+    median = _median([b[0] - a[0] for a, b in zip(samples, samples[1:])])
     if median <= 0:
         return None
     return YEAR_NS / median
+
+
+@dataclass(frozen=True, slots=True)
+class Calendar:
+    """What the samples' times say of their market's calendar: the UTC days holding samples, the calendar days
+    they span, and the samples a trading day (None: too short to count whole days, the spacing decides)."""
+
+    days_with_data: int
+    calendar_days: int
+    samples_per_day: float | None
+    periods_per_year: float
+
+    @property
+    def trading_days_per_year(self) -> float | None:
+        """365 × the days with data after the first one per calendar day after it (None when the spacing
+        decided): exact for a regular calendar (every day: 365; every seventh: 52.1)."""
+        if self.samples_per_day is None:
+            return None
+        return DAYS_A_YEAR * (self.days_with_data - 1) / (self.calendar_days - 1)
+
+    def describe(self) -> str:
+        """How the periods a year were found, in a sentence people read."""
+        if self.samples_per_day is None:
+            return (f"inferred from the bar spacing: {_grouped(self.periods_per_year)} samples in 365 days (the data "
+                    f"spans {self.calendar_days} UTC day{'s' * (self.calendar_days != 1)}, too few to count trading "
+                    "days)")
+        days = self.trading_days_per_year
+        assert days is not None
+        return (f"inferred from the data's calendar: {_grouped(days)} trading days a year ({self.days_with_data:,} "
+                f"days with data in {self.calendar_days:,} calendar days) × {_grouped(self.samples_per_day)} sample"
+                f"{'s' * (self.samples_per_day != 1)} a trading day")
+
+
+def _grouped(x: float) -> str:
+    """A count as people read it: whole numbers grouped (525,600), others to one place (251.9)."""
+    return f"{x:,.0f}" if x == int(x) else f"{x:,.1f}"
+
+
+def sample_calendar(samples: Sequence[tuple[int, Decimal]]) -> Calendar | None:
+    """The calendar of the samples and the periods a year it implies (module docstring); None with fewer than 2
+    samples or no time between them."""
+    if len(samples) < 2:
+        return None
+    counts: dict[int, int] = {}
+    for ts, _ in samples:
+        day = ts // DAY_NS
+        counts[day] = counts.get(day, 0) + 1
+    first, last = samples[0][0] // DAY_NS, samples[-1][0] // DAY_NS
+    span = last - first + 1
+    whole = [c for d, c in counts.items() if first < d < last]
+    if not whole:
+        spaced = infer_periods_per_year(samples)
+        return None if spaced is None else Calendar(len(counts), span, None, spaced)
+    calendar = Calendar(len(counts), span, _median(whole), 0.0)
+    return replace(calendar, periods_per_year=calendar.trading_days_per_year * _median(whole))
+
+
+@dataclass(frozen=True, slots=True)
+class Annualisation:
+    """How a run's figures are annualised, as the run's config records it: periods a year (None: from the data's
+    calendar) and the annual risk-free rate (None: 0)."""
+
+    periods_per_year: Decimal | None = None
+    risk_free_rate: Decimal | None = None
+
+    def canonical(self) -> dict[str, Any]:
+        """Only the settings given: a run without them records nothing (its config and id stay as they were)."""
+        out: dict[str, Any] = {}
+        if self.periods_per_year is not None:
+            out["periods_per_year"] = self.periods_per_year
+        if self.risk_free_rate is not None:
+            out["risk_free_rate"] = self.risk_free_rate
+        return out
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any], where: str = "statistics") -> Annualisation:
+        """The settings from a config dict (a recorded run's, or options): refused in one line when not usable."""
+        unknown = sorted(set(raw) - {"periods_per_year", "risk_free_rate"})
+        if unknown:
+            raise TapeError(f"{where}: unknown key {unknown[0]!r}; known keys: periods_per_year, risk_free_rate")
+        ppy = _number(raw.get("periods_per_year"), "periods_per_year", where)
+        rate = _number(raw.get("risk_free_rate"), "risk_free_rate", where)
+        if ppy is not None and ppy <= 0:
+            raise TapeError(f"{where}: periods_per_year must be > 0 (252 for daily bars of an exchange's trading "
+                            f"days), got {raw['periods_per_year']!r}")
+        if rate is not None and rate <= -1:
+            raise TapeError(f"{where}: risk_free_rate is an annual fraction > -1 (0.04 for 4 %), got "
+                            f"{raw['risk_free_rate']!r}")
+        return cls(ppy, rate)
+
+
+def _number(value: Any, key: str, where: str) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        d = Decimal(str(value).strip()) if not isinstance(value, (bool, Decimal)) else value
+    except ArithmeticError:
+        d = None
+    if not isinstance(d, Decimal) or not d.is_finite():
+        raise TapeError(f"{where}: {key} must be a number, got {value!r}")
+    return d
 
 
 def max_drawdown(samples: Sequence[tuple[int, Decimal]]) -> tuple[float, int, int, bool]:
@@ -262,16 +380,65 @@ def max_drawdown(samples: Sequence[tuple[int, Decimal]]) -> tuple[float, int, in
     return float(best), samples[end_i][0] - samples[best_peak_i][0], end_i - best_peak_i, recovered
 
 
+def drawdowns(samples: Sequence[tuple[int, Decimal]]) -> list[float]:
+    """Each sample's fall below the highest equity before it, as a fraction (0 at a new peak): the curve people
+    plot under the equity."""
+    out = []
+    peak: Decimal | None = None
+    with localcontext(_CTX):
+        for _, e in samples:
+            if peak is None or e > peak:
+                peak = e
+            out.append(float((peak - e) / peak) if peak > 0 and e < peak else 0.0)
+    return out
+
+
+class BuyAndHold:
+    """The benchmark of a run: each instrument's first mark in the slice, so that holding it from there to the
+    last mark can be set against the strategy."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, tuple[int, Decimal]] = {}
+
+    def observe(self, marks: Mapping[str, Decimal], ts: int) -> None:
+        """After each market event: the marks of instruments priced for the first time are their starts."""
+        if len(marks) != len(self.first):
+            for iid, price in marks.items():
+                if iid not in self.first:
+                    self.first[iid] = (ts, price)
+
+    def report(self, marks: Mapping[str, Decimal], periods: int, periods_per_year: float | None) -> dict[str, Any]:
+        """Per instrument: first and last mark and the return between them; overall: their equal-weight mean,
+        annualised over the run's `periods` like the strategy's return."""
+        per: dict[str, Any] = {}
+        for iid, (ts, first) in sorted(self.first.items()):
+            last = marks.get(iid, first)
+            per[iid] = {"first_ts": ts, "first_price": first, "last_price": last,
+                        "return": float(last / first) - 1.0 if first > 0 else None}
+        rets = [r["return"] for r in per.values() if r["return"] is not None]
+        total = math.fsum(rets) / len(rets) if rets else None
+        annual = None
+        if total is not None and periods_per_year and periods > 0 and total > -1:
+            try:
+                annual = _none_if_bad((1.0 + total) ** (periods_per_year / periods) - 1.0)
+            except OverflowError:
+                annual = None
+        return {"instruments": per, "return": total, "annualized_return": annual}
+
+
 def statistics(curve: EquityCurve, trips: "Iterable[RoundTrip] | RoundTrips",
                fills: Sequence[Mapping[str, Any]] | None = None, periods_per_year: float | None = None, *,
-               currency: str | None = None, multipliers: Mapping[str, Decimal] | None = None) -> dict[str, Any]:
+               currency: str | None = None, multipliers: Mapping[str, Decimal] | None = None,
+               risk_free_rate: float | Decimal | None = None) -> dict[str, Any]:
     """The run's figures: Decimals for money (equity, PnL, fees), floats for ratios, None where undefined.
 
     `trips`: closed RoundTrip, or a RoundTrips fold. `fills`: OrderFilled payloads (notional × `multipliers[iid]`,
     default 1); or None to take the fill count, traded notional and fees from the RoundTrips fold, which saw
     every fill. Traded notional is taken to be in the equity
     currency for turnover. `fees_paid` counts fees charged in `currency` (default: the only fee currency; None
-    when fees were charged in several — see `fees_by_currency`)."""
+    when fees were charged in several — see `fees_by_currency`). `periods_per_year` (None: the samples' calendar)
+    and `risk_free_rate` (annual, None: 0) annualise returns, Sharpe and Sortino; `periods_per_year_basis` says
+    which decided and how."""
     fold = trips if isinstance(trips, RoundTrips) else None
     if fold is not None:
         trips = fold.closed
@@ -293,13 +460,26 @@ def statistics(curve: EquityCurve, trips: "Iterable[RoundTrip] | RoundTrips",
     out: dict[str, Any] = {}
     start = samples[0][1] if n else None
     end = samples[-1][1] if n else None
+    out["start_ts"] = samples[0][0] if n else None
+    out["end_ts"] = samples[-1][0] if n else None
+    out["duration_ns"] = samples[-1][0] - samples[0][0] if n else None
     out["start_equity"] = start
     out["end_equity"] = end
     out["samples"] = n
     out["total_return"] = float(end / start) - 1.0 if n and start > 0 else None
 
-    ppy = periods_per_year if periods_per_year else infer_periods_per_year(samples)
+    calendar = sample_calendar(samples)
+    if periods_per_year:
+        ppy: float | None = float(periods_per_year)
+        out["periods_per_year_basis"] = "given"
+    else:
+        ppy = calendar.periods_per_year if calendar is not None else None
+        out["periods_per_year_basis"] = calendar.describe() if calendar is not None else "too few samples"
     out["periods_per_year"] = ppy
+    out["trading_days_per_year"] = calendar.trading_days_per_year if calendar is not None else None
+    out["samples_per_trading_day"] = calendar.samples_per_day if calendar is not None else None
+    rate = float(risk_free_rate) if risk_free_rate is not None else 0.0
+    out["risk_free_rate"] = rate
     annual = None
     if ppy and n >= 2 and start > 0 and end >= 0:
         years = (n - 1) / ppy
@@ -312,6 +492,9 @@ def statistics(curve: EquityCurve, trips: "Iterable[RoundTrip] | RoundTrips",
     rets = curve.returns()
     sharpe = sortino = None
     if ppy and len(rets) >= 2:
+        if rate:
+            per_period = (1.0 + rate) ** (1.0 / ppy) - 1.0
+            rets = [r - per_period for r in rets]
         mean = math.fsum(rets) / len(rets)
         var = math.fsum((r - mean) ** 2 for r in rets) / (len(rets) - 1)
         std = math.sqrt(var)

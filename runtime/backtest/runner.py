@@ -15,7 +15,8 @@ from handlers.risk.limits import RiskLimits
 from handlers.strategy import load_strategy, params_as_strings, parse_params
 from handlers.venues.sim.config import VenueConfig
 from handlers.venues.sim.venue import SimulatedVenue
-from projections.performance import EquityCurve, RoundTrips, statistics
+from projections.interventions import Interventions
+from projections.performance import Annualisation, BuyAndHold, EquityCurve, RoundTrips, statistics
 from projections.state import State
 from runtime.engine.loop import Engine
 from runtime.replay.merge import source_instruments, source_market
@@ -69,11 +70,16 @@ class BacktestSpec:
     snapshot_every: int = SNAPSHOT_EVERY
     source_to_seq: int | None = None  # the source's horizon the run reads (None: the source's last seq now)
     source_hash: str | None = None  # the hash chain's value there (pinned() fills both)
+    annualisation: Annualisation = field(default_factory=Annualisation)  # read by the statistics, not the engine
 
     def configs(self) -> dict[str, Any]:
-        """The configs in their canonical form: what RunStarted.config records and `--verify` parses back."""
-        return {"risk": self.risk.canonical(), "queue": self.queue.canonical(), "venue": self.venue.canonical(),
-                "snapshot_every": self.snapshot_every}
+        """The configs in their canonical form: what RunStarted.config records and `--verify` parses back (the
+        statistics' settings only when given, so a run without them keeps the config and id it always had)."""
+        out = {"risk": self.risk.canonical(), "queue": self.queue.canonical(), "venue": self.venue.canonical(),
+               "snapshot_every": self.snapshot_every}
+        if self.annualisation.canonical():
+            out["statistics"] = self.annualisation.canonical()
+        return out
 
     def run_id(self, version: str) -> str:
         """Content address of the run: the source's content read (name, horizon, hash chain there), slice,
@@ -98,6 +104,9 @@ class BacktestResult:
     events_out: int
     currency: str
     started: dict[str, Any] | None = None
+    interventions: Interventions = field(default_factory=Interventions)
+    benchmark: BuyAndHold = field(default_factory=BuyAndHold)
+    opening_balances: dict[str, Any] = field(default_factory=dict)  # the venue's account when the run began
 
 
 def report_currency(state: State, venue: VenueConfig) -> str:
@@ -170,13 +179,18 @@ def run_backtest(log: Log, spec: BacktestSpec, *, run_id: str | None = None,
     with decimal.localcontext(ARITHMETIC), writer:
         curve = EquityCurve()
         trips = RoundTrips()
+        interventions = Interventions()
+        benchmark = BuyAndHold()
         n = 0
         try:
             engine.start(first.ts_event, started)
             engine.flush()  # the run's header at once: a run killed before its first group commit is still a run
             portfolio = state.portfolio
+            opening = dict(portfolio.balances)
             risk = state.risk
-            engine.on_emit = lambda name, data, ts: trips.apply(name, data, ts) if name == "OrderFilled" else None
+            marks = state.market.last_price
+            folds = {"OrderFilled": trips.apply, **{name: interventions.apply for name in Interventions.EVENTS}}
+            engine.on_emit = lambda name, data, ts: folds[name](name, data, ts) if name in folds else None
             replay = source_market(log, started)
             decode = replay.codec.decode_data
             names: dict[bytes, str] = {}
@@ -191,6 +205,8 @@ def run_backtest(log: Log, spec: BacktestSpec, *, run_id: str | None = None,
                 equity = risk.equity if risk.currency == currency and risk.equity is not None \
                     else portfolio.equity(currency)
                 curve.add(ts, equity, portfolio.in_market())
+                if len(marks) != len(benchmark.first):
+                    benchmark.observe(marks, ts)
                 n += 1
                 if progress is not None and n % 5000 == 0:
                     progress(n, ts)
@@ -201,8 +217,10 @@ def run_backtest(log: Log, spec: BacktestSpec, *, run_id: str | None = None,
             engine.abort({"run_id": run_id, "reason": f"{FAILED}: {' '.join(str(e).split()) or type(e).__name__}"})
             raise
         engine.stop({"run_id": run_id, "reason": COMPLETE})
-    stats = statistics(curve, trips)
-    return BacktestResult(run_id, run_id, state, curve, trips, stats, n, engine.events, currency, started)
+    stats = statistics(curve, trips, periods_per_year=spec.annualisation.periods_per_year,
+                       risk_free_rate=spec.annualisation.risk_free_rate)
+    return BacktestResult(run_id, run_id, state, curve, trips, stats, n, engine.events, currency, started,
+                          interventions, benchmark, opening)
 
 
 class RunExists(TapeError):

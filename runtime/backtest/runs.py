@@ -6,11 +6,13 @@ import json
 from typing import Any
 
 from eventstore.store import Log
-from handlers.venues.sim.config import parse_venue_config
-from projections.performance import EquityCurve, RoundTrips, statistics
+from handlers.venues.sim.config import VenueConfig, parse_venue_config
+from projections.interventions import Interventions
+from projections.performance import Annualisation, BuyAndHold, EquityCurve, RoundTrips, drawdowns, statistics
 from projections.state import State
 from runtime.backtest.runner import COMPLETE, FAILED, INTERRUPTED, BacktestResult, report_currency
 from runtime.replay.merge import merged, source_instruments
+from runtime.times import format_ns
 from schemas.decimals import ARITHMETIC
 from schemas.errors import TapeError
 
@@ -69,10 +71,53 @@ def _trips_json(trips: RoundTrips) -> list[dict[str, Any]]:
     return [t.as_dict() for t in trips.trips]
 
 
-def run_report(result: BacktestResult, started: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What `tape backtest` prints (and `--json` emits): statistics and round trips."""
+def _positions(result: BacktestResult) -> dict[str, Any]:
+    """Every position the run held, the open ones with their mark and open PnL at the end."""
+    pf = result.state.portfolio
+    out = {}
+    for iid, p in sorted(pf.positions.items()):
+        mark = pf.mark(iid) if p.quantity else None
+        out[iid] = {"quantity": p.quantity, "avg_price": p.avg_price, "realized_pnl": p.realized_pnl,
+                    "currency": p.currency, "mark": mark,
+                    "unrealized_pnl": p.unrealized_pnl(mark) if mark is not None else None}
+    return out
+
+
+def _venue(result: BacktestResult, config: dict[str, Any]) -> dict[str, Any]:
+    """The simulated venue's settings the run had, each marked as given or a default: what people need to know to
+    read its figures (starting balances, fee rates per instrument, volume cap, fill rule, latency, account)."""
+    venue = parse_venue_config(config, "RunStarted.config venue")
+    default = VenueConfig()
+    fees = {}
+    for iid, inst in sorted(result.state.market.instruments.items()):
+        fees[iid] = {"maker": venue.maker_fee if venue.maker_fee is not None else inst.maker_fee,
+                     "taker": venue.taker_fee if venue.taker_fee is not None else inst.taker_fee}
+    given = {"starting_balances": venue.starting_balances is not None,
+             "fees": venue.maker_fee is not None or venue.taker_fee is not None,
+             **{k: getattr(venue, k) != getattr(default, k)
+                for k in ("volume_participation", "market_fill", "latency_ns", "account_type", "leverage")}}
+    return {"name": venue.name, "starting_balances": dict(sorted(result.opening_balances.items())),
+            "fee_rates": fees, "fee_rates_from": "venue config" if given["fees"] else "instrument definitions",
+            "volume_participation": venue.volume_participation, "market_fill": venue.market_fill,
+            "latency_ns": venue.latency_ns, "account_type": venue.account_type, "leverage": venue.leverage,
+            "defaults": sorted(k for k, v in given.items() if not v)}
+
+
+def _equity_curve(curve: EquityCurve) -> list[dict[str, Any]]:
+    """The curve as rows to plot: time (ISO-8601 and ns), equity, drawdown from the peak before it (a fraction)."""
+    return [{"time": format_ns(ts), "ts": ts, "equity": equity, "drawdown": dd}
+            for (ts, equity), dd in zip(curve.samples, drawdowns(curve.samples), strict=True)]
+
+
+def run_report(result: BacktestResult, started: dict[str, Any] | None = None, *, curve: bool = False,
+               rejections: bool = False) -> dict[str, Any]:
+    """What `tape backtest` prints (and `--json` emits): statistics, the buy-and-hold benchmark, halts and
+    rejections, the venue settings that applied, round trips and positions; the equity curve (`curve`) and every
+    rejection (`rejections`, from an Interventions fold that kept them) when asked."""
     pf = result.state.portfolio
     started = started or result.started
+    stats = result.statistics
+    config = json.loads(started["config"]) if started else {}
     report = {
         "run_id": result.run_id,
         "source": started["source_namespace"] if started else None,
@@ -80,14 +125,21 @@ def run_report(result: BacktestResult, started: dict[str, Any] | None = None) ->
         "strategy": started["strategy"] if started else None,
         "params": dict(started["params"]) if started else {},
         "currency": result.currency,
-        "statistics": result.statistics,
+        "statistics": stats,
+        "benchmark": result.benchmark.report(result.state.market.last_price, max(0, stats["samples"] - 1),
+                                             stats["periods_per_year"]),
+        "interventions": result.interventions.summary(stats["start_ts"], stats["end_ts"]),
+        "venue": _venue(result, config.get("venue", {})),
         "round_trips": _trips_json(result.trips),
-        "positions": {iid: {"quantity": p.quantity, "avg_price": p.avg_price, "realized_pnl": p.realized_pnl}
-                      for iid, p in sorted(pf.positions.items())},
+        "positions": _positions(result),
         "balances": dict(sorted(pf.balances.items())),
         "events_in": result.events_in,
         "events_out": result.events_out,
     }
+    if curve:
+        report["equity_curve"] = _equity_curve(result.curve)
+    if rejections:
+        report["rejected"] = result.interventions.rows()
     return report
 
 
@@ -95,35 +147,47 @@ class IncompleteRun(TapeError):
     """A run that did not read its whole slice: it has no statistics to show."""
 
 
-def rebuild_run(log: Log, run: str) -> dict[str, Any]:
+def rebuild_run(log: Log, run: str, *, curve: bool = False, rejections: bool = False) -> dict[str, Any]:
     """Fold the run's log (with the source's market events for marks, up to its horizon) back into state and
-    statistics; an incomplete run is refused with its status (its statistics would describe a slice it never
-    finished)."""
+    statistics — the report run_report makes of the run as it ran; an incomplete run is refused with its status
+    (its statistics would describe a slice it never finished)."""
     started, stopped = _run_header(log, run)
     status, why = run_status(stopped)
     if status != "complete":
         raise IncompleteRun(f"run {run} is {status}{' (' + why + ')' if why else ''}: it has no statistics; run the "
                             "same command again to replace it, or `tape runs rm " + run + "`")
     state = State()
-    curve = EquityCurve()
+    equity = EquityCurve()
     trips = RoundTrips()
+    interventions = Interventions(keep=rejections)
+    benchmark = BuyAndHold()
+    opening: dict[str, Any] | None = None
+    config = json.loads(started["config"])
+    annualisation = Annualisation.parse(config.get("statistics", {}), f"{run} RunStarted.config statistics")
     with decimal.localcontext(ARITHMETIC):
         for e in source_instruments(log, started):
             state.apply("InstrumentDefined", e.data, e.ts_event)
-        currency = report_currency(state, parse_venue_config(json.loads(started["config"]).get("venue", {})))
+        currency = report_currency(state, parse_venue_config(config.get("venue", {})))
         n = 0
         for kind, e in merged(log, run, started):
             if kind == "sample":
-                curve.add(e.ts_event, state.portfolio.equity(currency), state.portfolio.in_market())
+                equity.add(e.ts_event, state.portfolio.equity(currency), state.portfolio.in_market())
+                benchmark.observe(state.market.last_price, e.ts_event)
                 continue
             state.apply(e.name, e.data, e.ts_event)
             if kind == "source":
                 n += 1
             elif e.name == "OrderFilled":
                 trips.apply(e.name, e.data, e.ts_event)
-    result = BacktestResult(run, run, state, curve, trips, statistics(curve, trips), n,
-                            stopped["events"] if stopped else 0, currency, started)
-    return run_report(result, started)
+            elif e.name in Interventions.EVENTS:
+                interventions.apply(e.name, e.data, e.ts_event)
+            elif e.name == "AccountState" and opening is None:
+                opening = dict(state.portfolio.balances)
+    stats = statistics(equity, trips, periods_per_year=annualisation.periods_per_year,
+                       risk_free_rate=annualisation.risk_free_rate)
+    result = BacktestResult(run, run, state, equity, trips, stats, n, stopped["events"] if stopped else 0, currency,
+                            started, interventions, benchmark, opening or {})
+    return run_report(result, started, curve=curve, rejections=rejections)
 
 
 def run_state(log: Log, run: str) -> tuple[str, str]:

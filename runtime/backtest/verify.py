@@ -24,6 +24,7 @@ from eventstore.store import Log
 from handlers.queue import parse_queue_config
 from handlers.risk.limits import parse_risk_config
 from handlers.venues.sim.config import parse_venue_config
+from projections.performance import Annualisation
 from projections.snapshot import decode as decode_state
 from runtime.backtest.runner import BacktestSpec, run_backtest
 from runtime.replay.recovery import run_started
@@ -99,7 +100,8 @@ def spec_of(started: dict[str, Any], overrides: dict[str, str] | None = None) ->
                         risk=parse_risk_config(risk, f"{where} risk"), queue=parse_queue_config(queue, f"{where} queue"),
                         venue=parse_venue_config(config.get("venue", {}), f"{where} venue"),
                         seed=started.get("seed") or 0, snapshot_every=int(config.get("snapshot_every", 0)),
-                        source_to_seq=started.get("source_to_seq"), source_hash=started.get("source_hash"))
+                        source_to_seq=started.get("source_to_seq"), source_hash=started.get("source_hash"),
+                        annualisation=Annualisation.parse(config.get("statistics", {}), f"{where} statistics"))
 
 
 def verify_run(log: Log, run: str, overrides: dict[str, str] | None = None) -> VerifyResult:

@@ -13,12 +13,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from handlers.queue import QueueConfig
 from handlers.risk.limits import RiskLimits
 from handlers.venues.sim.config import VenueConfig
+from projections.performance import YEAR_NS, Annualisation
 from runtime.backtest.runner import SNAPSHOT_EVERY, BacktestSpec, RunExists, RunInterrupted, run_backtest
 from runtime.backtest.runs import list_runs, rebuild_run, remove_run, run_report, run_state
 from runtime.cli import output
 from runtime.cli.context import cli_context
 from runtime.configfiles import risk_file, venue_file
-from runtime.times import human_ns
+from runtime.times import format_ns, human_ns
 from schemas.decimals import exact_text, plain
 from schemas.errors import TapeError
 
@@ -32,12 +33,20 @@ def backtest(
     param: Optional[List[str]] = typer.Option(None, "--param", metavar="K=V", help="Strategy parameter (repeatable)."),
     from_: Optional[str] = typer.Option(None, "--from", metavar="TIME", help="Start of the slice (inclusive)."),
     to: Optional[str] = typer.Option(None, "--to", metavar="TIME", help="End of the slice (exclusive)."),
-    risk: Optional[Path] = typer.Option(None, "--risk", metavar="FILE", help="Risk limits, and the outbound queue's [queue] table (TOML or JSON)."),
+    risk: Optional[Path] = typer.Option(None, "--risk", metavar="FILE",
+                                        help="Risk limits, and the outbound queue's [queue] table (TOML or JSON)."),
     venue: Optional[Path] = typer.Option(None, "--venue", metavar="FILE", help="Simulated venue (TOML or JSON)."),
-    run_id: Optional[str] = typer.Option(None, "--run-id", metavar="NAME", help="Run namespace (default: bt-<hash of inputs>)."),
+    run_id: Optional[str] = typer.Option(None, "--run-id", metavar="NAME",
+                                         help="Run namespace (default: bt-<hash of inputs>)."),
     snapshot_every: int = typer.Option(SNAPSHOT_EVERY, "--snapshot-every", min=0, metavar="N",
                                        help="Write a state snapshot every N events folded (0: none)."),
-    as_json: bool = typer.Option(False, "--json", help="Statistics and round trips as JSON."),
+    periods_per_year: Optional[str] = typer.Option(
+        None, "--periods-per-year", metavar="N", help="Annualise returns, Sharpe and Sortino with N periods (samples) "
+        "a year, e.g. 252 for daily bars of an exchange (default: inferred from the data's calendar; recorded)."),
+    risk_free_rate: Optional[str] = typer.Option(
+        None, "--risk-free-rate", metavar="R", help="Annual risk-free rate Sharpe and Sortino are in excess of, as a "
+        "fraction: 0.04 for 4 % (default 0; recorded)."),
+    as_json: bool = typer.Option(False, "--json", help="Statistics, round trips and the equity curve as JSON."),
     force: bool = typer.Option(False, "--force", help="Run again even when a complete run of the same inputs exists "
                                                      "(it is replaced)."),
 ) -> None:
@@ -47,10 +56,12 @@ def backtest(
     strategy, parameters, configs and code): the same command over the same data finds the run it made before and
     shows its stored result; an interrupted or failed one is replaced."""
     limits, queue = risk_file(risk) if risk is not None else (RiskLimits(), QueueConfig())
+    given = {k: v for k, v in (("periods_per_year", periods_per_year), ("risk_free_rate", risk_free_rate)) if v}
+    annualisation = Annualisation.parse(given, "--periods-per-year / --risk-free-rate")
     spec = BacktestSpec(source=source, strategy=strategy, params=output.params_option(param or []),
                         from_ts=output.time_option(from_, "--from"), to_ts=output.time_option(to, "--to"),
                         risk=limits, queue=queue, venue=venue_file(venue) if venue is not None else VenueConfig(),
-                        snapshot_every=snapshot_every)
+                        snapshot_every=snapshot_every, annualisation=annualisation)
     log = cli_context(ctx).open()
     console = output.console(stderr=True)
     report = None
@@ -62,7 +73,7 @@ def backtest(
                 task = bar.add_task("replay", total=None)
                 result = run_backtest(log, spec, run_id=run_id,
                                       progress=lambda n, ts, t=task: bar.update(t, completed=n))
-            report = run_report(result)
+            report = run_report(result, curve=as_json)
             break
         except RunExists as e:
             status, why = run_state(log, e.run_id)
@@ -71,7 +82,7 @@ def backtest(
                     raise
                 _note(f"run {e.run_id} ran before with these inputs (its id is their content address): its stored "
                       "result follows; --force runs it again")
-                report = rebuild_run(log, e.run_id)
+                report = rebuild_run(log, e.run_id, curve=as_json)
                 break
             _note(f"replacing run {e.run_id} ({status}{': ' + why if why else ''})")
             remove_run(log, e.run_id, _read_models(ctx, None))
@@ -86,31 +97,199 @@ def backtest(
 
 
 def _print_report(report: dict[str, Any]) -> None:
+    """The run as a trader reads it: what ran, over which period, with which venue settings and annualisation,
+    the figures next to buy-and-hold, the position left open, halts, rejections and warnings."""
     console = output.console()
+    stats, cur = report["statistics"], report["currency"]
     console.print(f"run [bold]{report['run_id']}[/bold]  source {report['source']}  strategy {report['strategy']} "
-                  f"{' '.join(f'{k}={v}' for k, v in sorted(report['params'].items()))}")
-    table = output.table("statistic", "value", right=("value",))
-    for key, value in report["statistics"].items():
-        if key.endswith("_ns") and isinstance(value, int):  # durations read as durations; --json keeps the ns
-            table.add_row(key[:-3], human_ns(value))
-        else:
-            table.add_row(key, _fmt(value))
+                  f"{_params(report['params'])}")
+    if stats["samples"]:
+        console.print(f"period  {format_ns(stats['start_ts'])} → {format_ns(stats['end_ts'])}  "
+                      f"({_duration(stats['duration_ns'])}; {stats['samples']:,} samples)")
+    for i, line in enumerate(_venue_lines(report["venue"])):
+        console.print(f"{'venue' if i == 0 else '':8}{line}")
+    basis = stats["periods_per_year_basis"]
+    console.print(f"annualised with {_count(stats['periods_per_year'])} periods a year, "
+                  f"{'given (--periods-per-year, recorded in the run)' if basis == 'given' else basis}; "
+                  f"risk-free rate {_pct(stats['risk_free_rate'])}")
+    table = output.table("figure", "value", "", right=("value",))
+    for label, value, detail in _figures(report):
+        table.add_row(label, value, detail)
     console.print(table)
+    for line in _position_lines(report["positions"], cur):
+        console.print(line)
+    for line in _intervention_lines(report["interventions"]):
+        console.print(line)
     console.print(f"{len(report['round_trips'])} round trips; events in {report['events_in']:,}, "
                   f"events written {report['events_out']:,}")
 
 
-def _fmt(value: Any) -> str:
+def _params(params: dict[str, str]) -> str:
+    """KEY=VALUE of the parameters that have a value (an empty default says nothing)."""
+    return " ".join(f"{k}={v}" for k, v in sorted(params.items()) if v != "")
+
+
+def _figures(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(figure, value, what it is measured against or over) rows of the summary table."""
+    stats, cur, bench = report["statistics"], report["currency"], report["benchmark"]
+    rows = [("start equity", _money(stats["start_equity"], cur), ""),
+            ("end equity", _money(stats["end_equity"], cur), ""),
+            ("total return", _pct(stats["total_return"], sign=True), "")]
+    instruments = bench["instruments"]
+    for iid, b in instruments.items():
+        rows.append(("buy and hold", _pct(b["return"], sign=True),
+                     f"{iid} {_plain(b['first_price'])} → {_plain(b['last_price'])}"))
+    if len(instruments) > 1:
+        rows.append(("buy and hold", _pct(bench["return"], sign=True), "the instruments in equal weights"))
+    dd = stats["max_drawdown"]
+    rows += [("annualised return", _pct(stats["annualized_return"], sign=True), ""),
+             ("buy and hold annualised", _pct(bench["annualized_return"], sign=True), ""),
+             ("sharpe", _ratio(stats["sharpe"]), "annualised"), ("sortino", _ratio(stats["sortino"]), "annualised"),
+             ("max drawdown", _pct(dd), f"over {_duration(stats['max_drawdown_duration_ns'])}"
+                                        + ("" if stats["max_drawdown_recovered"] else ", not recovered") if dd else ""),
+             ("exposure", _pct(stats["exposure_time"]), "of samples with a position open"),
+             ("round trips", f"{stats['round_trips']:,}", ""), ("win rate", _pct(stats["win_rate"]), ""),
+             ("profit factor", _ratio(stats["profit_factor"]), ""),
+             ("average win", _money(stats["average_win"], cur), ""),
+             ("average loss", _money(stats["average_loss"], cur), ""),
+             ("round trips pnl", _money(stats["trips_pnl"], cur), "after their fees"),
+             ("fees", _fees(stats), ""), ("fills", f"{stats['fills']:,}", ""),
+             ("traded notional", _money(stats["traded_notional"], cur), ""),
+             ("turnover", _ratio(stats["turnover"]), "× average equity")]
+    return rows
+
+
+def _venue_lines(v: dict[str, Any]) -> list[str]:
+    """The venue settings that applied, each default marked as such."""
+    d = set(v["defaults"])
+
+    def tag(key: str) -> str:
+        return " (default)" if key in d else ""
+
+    balances = ", ".join(_money(a, c) for c, a in v["starting_balances"].items()) or "none"
+    rates = {(r["maker"], r["taker"]) for r in v["fee_rates"].values()}
+    if len(rates) == 1:
+        maker, taker = next(iter(rates))
+        fees = f"maker {_rate(maker)} / taker {_rate(taker)}"
+    else:
+        fees = "; ".join(f"{iid} maker {_rate(r['maker'])} / taker {_rate(r['taker'])}"
+                         for iid, r in v["fee_rates"].items()) or "none"
+    cap = v["volume_participation"]
+    cap_text = "none" if cap in (None, "unlimited") else f"{_rate(cap)} of each event's volume"
+    fill = {"next_open": "at the next event's first price", "same_close": "at the last price seen"}.get(
+        v["market_fill"], v["market_fill"])
+    return [f"{v['name']}, {v['account_type']} account{tag('account_type')}"
+            f"{'' if v['account_type'] == 'cash' else ', leverage ' + _plain(v['leverage']) + tag('leverage')}; "
+            f"starting balance {balances}{tag('starting_balances')}",
+            f"fees {fees} (from the {v['fee_rates_from']}); volume cap {cap_text}{tag('volume_participation')}",
+            f"market orders fill {fill}{tag('market_fill')}; latency {human_ns(v['latency_ns'])}{tag('latency_ns')}"]
+
+
+def _position_lines(positions: dict[str, Any], currency: str) -> list[str]:
+    """The positions left open at the end, each with its mark and open PnL."""
+    open_ = {iid: p for iid, p in positions.items() if p["quantity"]}
+    if not open_:
+        return ["open at the end: none (flat)"]
+    lines = []
+    for iid, p in open_.items():
+        q = p["quantity"]
+        lines.append(f"open at the end: {iid} {'long' if q > 0 else 'short'} {_plain(abs(q))} at "
+                     f"{_price(p['avg_price'], p['mark'])}, mark {_plain(p['mark'])}, open PnL "
+                     f"{_money(p['unrealized_pnl'], p['currency'], sign=True)}")
+    return lines
+
+
+def _intervention_lines(iv: dict[str, Any]) -> list[str]:
+    """Halts (when, why, for how long), rejections by who and rule (counts), and the warnings."""
+    lines = []
+    if not iv["halts"]:
+        lines.append("halts: none")
+    for h in iv["halts"]:
+        until = f"until {format_ns(h['to_ts'])} ({h['ended_by']})" if h["to_ts"] is not None else "to the end"
+        lines.append(f"halt: {h['state']} at {format_ns(h['from_ts'])} for {_duration(h['duration_ns'])}, {until}: "
+                     f"{h['reason']}")
+    if iv["halts"] and iv["halted_share"] is not None:
+        lines.append(f"       trading not ACTIVE for {_pct(iv['halted_share'])} of the run")
+    intents = iv["order_intents"]
+    if not iv["rejected"]:
+        lines.append(f"rejections: none of {intents:,} order intents")
+    else:
+        lines.append(f"rejections: {iv['rejected']:,} of {intents:,} order intents ({_pct(iv['rejected_share'])})")
+        for g in iv["rejections"]:
+            limit = f" {g['limit']}" if g["limit"] else ""
+            lines.append(f"  {g['count']:>9,}  {g['by']} {g['rule']}{limit}, {format_ns(g['first_ts'])} → "
+                         f"{format_ns(g['last_ts'])}: e.g. {g['example']}")
+    lines += [f"[bold yellow]warning:[/bold yellow] {w}" for w in iv["warnings"]]
+    return lines
+
+
+def _print_rejections(report: dict[str, Any]) -> None:
+    """Every rejection of the run: time, instrument, who refused, rule and limit, reason."""
+    console = output.console()
+    console.print(f"run [bold]{report['run_id']}[/bold]  source {report['source']}  strategy {report['strategy']} "
+                  f"{_params(report['params'])}")
+    table = output.table("time", "instrument", "by", "rule", "limit", "reason")
+    for r in report["rejected"]:
+        table.add_row(format_ns(r["ts"]), r["instrument_id"], r["by"], r["rule"], r["limit"], r["reason"])
+    console.print(table)
+    iv = report["interventions"]
+    console.print(f"{iv['rejected']:,} rejections of {iv['order_intents']:,} order intents")
+
+
+def _money(value: Decimal | None, currency: str = "", sign: bool = False) -> str:
+    """Money to 2 places, grouped (the exact amount is in --json)."""
     if value is None:
         return "-"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, Decimal):
-        shown = value.quantize(Decimal("0.00000001")) if value.as_tuple().exponent < -8 else value
-        return exact_text(shown)
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(value.items()))
-    return str(value)
+    text = f"{value.quantize(Decimal('0.01')):{'+' if sign else ''},.2f}"
+    return f"{text} {currency}" if currency else text
+
+
+def _pct(value: float | None, sign: bool = False) -> str:
+    """A fraction as a percentage to 2 places, fixed notation."""
+    return "-" if value is None else f"{value * 100:{'+' if sign else ''},.2f} %"
+
+
+def _ratio(value: float | None) -> str:
+    """A ratio to 2 places, fixed notation."""
+    return "-" if value is None else f"{value:,.2f}"
+
+
+def _rate(value: Decimal) -> str:
+    """A rate (a fee, a share) as an exact percentage: 0.0005 → 0.05 %."""
+    return f"{exact_text(value * 100)} %"
+
+
+def _count(value: float | None) -> str:
+    """A count that may be fractional: 525,600 or 251.9."""
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"
+
+
+def _plain(value: Decimal | None) -> str:
+    """A price or quantity as the data has it: exact, digits grouped, never in exponent form."""
+    return "-" if value is None else f"{Decimal(exact_text(value)):,f}"
+
+
+def _price(value: Decimal, like: Decimal | None) -> str:
+    """An average price to the places of the price it is set against (at least 2)."""
+    places = max(2, -(like.normalize().as_tuple().exponent) if like is not None else 2)  # type: ignore[operator]
+    return f"{value.quantize(Decimal(1).scaleb(-places)):,.{places}f}"
+
+
+def _duration(ns: int | None) -> str:
+    """A duration in days and hours, with years when it spans more than one."""
+    if ns is None:
+        return "-"
+    text = human_ns(ns)
+    return f"{text}, {ns / YEAR_NS:.2f} years" if ns > YEAR_NS else text
+
+
+def _fees(stats: dict[str, Any]) -> str:
+    by = stats["fees_by_currency"]
+    if not by:
+        return _money(Decimal(0))
+    return ", ".join(_money(amount, cur) for cur, amount in sorted(by.items()))
 
 
 def _note(line: str) -> None:
@@ -141,7 +320,7 @@ def runs_list(ctx: typer.Context) -> None:
     table = output.table("run", "status", "strategy", "params", "source", "from", "to", "events", right=("events",))
     for r in list_runs(log):
         status = r["status"] if r["status"] != "failed" else f"failed: {r['why']}"
-        table.add_row(r["run_id"], status, r["strategy"], " ".join(f"{k}={v}" for k, v in sorted(r["params"].items())),
+        table.add_row(r["run_id"], status, r["strategy"], _params(r["params"]),
                       r["source"] or "", output.time_cell(r["from_ts"]), output.time_cell(r["to_ts"]), str(r["events"]))
     output.console().print(table)
 
@@ -165,11 +344,17 @@ def runs_rm(ctx: typer.Context, runs: List[str] = typer.Argument(..., metavar="R
 
 @runs_app.command("show")
 def runs_show(ctx: typer.Context, run: str = typer.Argument(..., metavar="RUN"),
-              as_json: bool = typer.Option(False, "--json", help="Statistics and round trips as JSON.")) -> None:
+              rejections: bool = typer.Option(False, "--rejections", help="List every rejected order: time, "
+                                              "instrument, who refused it, rule, reason."),
+              as_json: bool = typer.Option(False, "--json", help="Statistics, round trips and the equity curve "
+                                                                 "(and the rejections) as JSON.")) -> None:
     """A run's parameters and statistics, rebuilt by replaying its log (and the source marks, up to the source's
     seq the run read)."""
-    report = rebuild_run(cli_context(ctx).open(), run)
+    report = rebuild_run(cli_context(ctx).open(), run, curve=as_json, rejections=rejections)
     if as_json:
         sys.stdout.write(json.dumps(plain(report), indent=2, sort_keys=True) + "\n")
+        return
+    if rejections:
+        _print_rejections(report)
         return
     _print_report(report)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from datetime import date, timedelta
 
 import pytest
 from projkit import IID, D, fill, instrument, market
@@ -9,14 +10,19 @@ from test_portfolio import FILLS
 
 from projections.performance import (
     YEAR_NS,
+    Annualisation,
+    BuyAndHold,
     CurveOrderError,
     EquityCurve,
     RoundTrip,
     RoundTrips,
+    drawdowns,
     infer_periods_per_year,
     max_drawdown,
+    sample_calendar,
     statistics,
 )
+from schemas.errors import TapeError
 
 DAY = 24 * 3600 * 10**9
 
@@ -195,3 +201,121 @@ def test_statistics_from_the_round_trip_fold_alone():
     assert rt.trips is rt.closed
     with pytest.raises(TypeError):
         statistics(c, rt.closed, None)
+
+
+# ---- annualisation from the data's calendar ----------------------------------------------------------------
+
+HOLIDAYS = ((1, 1), (1, 15), (2, 19), (3, 29), (5, 27), (7, 4), (9, 2), (11, 28), (12, 25))
+
+
+def exchange_days(first: date, last: date) -> list[date]:
+    """Weekdays less nine holidays a year (each on the first weekday from its date): an exchange's trading days."""
+    closed = set()
+    for year in range(first.year, last.year + 1):
+        for month, day in HOLIDAYS:
+            d = date(year, month, day)
+            while d.weekday() >= 5:
+                d += timedelta(days=1)
+            closed.add(d)
+    out, d = [], first
+    while d <= last:
+        if d.weekday() < 5 and d not in closed:
+            out.append(d)
+        d += timedelta(days=1)
+    return out
+
+
+def day_ns(d: date) -> int:
+    return (d - date(1970, 1, 1)).days * DAY
+
+
+def test_daily_bars_of_an_exchange_are_annualised_with_its_trading_days():
+    days = exchange_days(date(2022, 1, 3), date(2023, 12, 29))
+    growth = [100 * 1.0004 ** i for i in range(len(days))]
+    c = EquityCurve()
+    for d, v in zip(days, growth, strict=True):
+        c.add(day_ns(d) + DAY, D(f"{v:.8f}"))  # a daily bar's event time is its close: the next midnight
+    s = statistics(c, [], [])
+    # by hand: 2022 and 2023 have 260 weekdays each, less 9 holidays: 502 closes, each on a UTC day of its own,
+    # from 4 January 2022 (the 3rd is New Year's Day observed) to 29 December 2023 — 501 after the first in 724 days
+    assert len(days) == 502 and (days[-1] - days[0]).days == 724
+    ppy = 365 * 501 / 724
+    assert s["periods_per_year"] == pytest.approx(ppy, rel=1e-12) and 252 < ppy < 254  # not 365
+    assert s["trading_days_per_year"] == pytest.approx(ppy) and s["samples_per_trading_day"] == 1
+    assert "trading days a year" in s["periods_per_year_basis"]
+    end, start = float(D(f"{growth[-1]:.8f}")), 100.0
+    assert s["annualized_return"] == pytest.approx((end / start) ** (ppy / (len(days) - 1)) - 1, rel=1e-12)
+    assert s["annualized_return"] == pytest.approx(1.0004 ** ppy - 1, rel=1e-6)  # ≈ 10.6 %, not 1.0004^365 − 1
+
+
+def test_a_24_7_minute_market_has_525600_periods_a_year():
+    minute = 60 * 10**9
+    c = EquityCurve()
+    for i in range(1, 3 * 1440 + 400):  # closes from 00:01 on day 0 to part way through day 3
+        c.add(i * minute, D(100 + i % 7))
+    s = statistics(c, [], [])
+    assert s["periods_per_year"] == 525600 and s["samples_per_trading_day"] == 1440
+    assert s["trading_days_per_year"] == 365
+    assert "1,440 samples a trading day" in s["periods_per_year_basis"]
+
+
+def test_an_exchanges_minute_bars_count_their_session_not_the_clock():
+    minute = 60 * 10**9
+    c = EquityCurve()
+    for d in exchange_days(date(2024, 3, 4), date(2024, 3, 29)):
+        for m in range(390):  # 14:31 … 21:00 UTC
+            c.add(day_ns(d) + (14 * 60 + 31 + m) * minute, D(100 + m % 5))
+    cal = sample_calendar(c.samples)
+    assert cal is not None and cal.samples_per_day == 390
+    assert cal.periods_per_year == pytest.approx(365 * 18 / 24 * 390)  # 19 sessions, 4 to 28 March
+
+
+def test_less_than_a_whole_day_is_annualised_by_the_bar_spacing():
+    c = curve([100, 101, 102], step=60 * 10**9)
+    s = statistics(c, [], [])
+    assert s["periods_per_year"] == 525600 and s["samples_per_trading_day"] is None
+    assert s["periods_per_year_basis"].startswith("inferred from the bar spacing")
+
+
+def test_periods_per_year_given_override_the_calendar_and_say_so():
+    c = curve([100, 110, 99, 108.9])  # daily: the calendar says 365
+    s = statistics(c, [], [], periods_per_year=D(252))
+    assert s["periods_per_year"] == 252 and s["periods_per_year_basis"] == "given"
+    assert s["annualized_return"] == pytest.approx(1.089 ** (252 / 3) - 1)
+
+
+def test_the_risk_free_rate_is_taken_off_each_period_before_sharpe_and_sortino():
+    # returns +10 %, −10 %, +10 % at 4 periods a year; a 21.550625 % annual rate is 5 % a period (1.05⁴)
+    # excess: +5 %, −15 %, +5 %: mean −5/300 = −1/60; sample std as before √3/15 (a shift changes no deviation)
+    # Sharpe (−1/60)/(√3/15) × 2 = −1/(2√3); downside sqrt(0.15² / 3) → Sortino (−1/60)/(0.15/√3) × 2 = −2√3/9
+    c = curve(["100", "110", "99", "108.9"])
+    s = statistics(c, [], [], periods_per_year=4, risk_free_rate=D("0.21550625"))
+    assert s["risk_free_rate"] == pytest.approx(0.21550625)
+    assert s["sharpe"] == pytest.approx(-1 / (2 * math.sqrt(3)), rel=1e-9)
+    assert s["sortino"] == pytest.approx(-2 * math.sqrt(3) / 9, rel=1e-9)
+    assert statistics(c, [], [], periods_per_year=4)["risk_free_rate"] == 0.0
+
+
+def test_annualisation_settings_record_only_what_was_given():
+    assert Annualisation().canonical() == {}
+    given = Annualisation.parse({"periods_per_year": "252", "risk_free_rate": "0.04"})
+    assert given == Annualisation(D(252), D("0.04")) and Annualisation.parse(given.canonical()) == given
+    for bad, what in (({"periods_per_year": "0"}, "> 0"), ({"periods_per_year": "x"}, "number"),
+                      ({"risk_free_rate": "-1"}, "> -1"), ({"periods": 1}, "unknown key")):
+        with pytest.raises(TapeError, match=what):
+            Annualisation.parse(bad)
+
+
+def test_the_drawdown_curve_and_the_buy_and_hold_benchmark():
+    c = curve([100, 120, 90, 95, 130, 110])
+    assert drawdowns(c.samples) == pytest.approx([0, 0, 0.25, 25 / 120, 0, 20 / 130])
+    assert max(drawdowns(c.samples)) == max_drawdown(c.samples)[0]
+    bh = BuyAndHold()
+    bh.observe({}, 0)
+    bh.observe({"A": D(50)}, 1)
+    bh.observe({"A": D(55), "B": D(10)}, 2)  # A's start stays its first mark
+    r = bh.report({"A": D(60), "B": D(8)}, periods=4, periods_per_year=4)
+    assert r["instruments"]["A"]["first_price"] == 50 and r["instruments"]["A"]["first_ts"] == 1
+    assert r["instruments"]["A"]["return"] == pytest.approx(0.2)
+    assert r["instruments"]["B"]["return"] == pytest.approx(-0.2)
+    assert r["return"] == pytest.approx(0.0) and r["annualized_return"] == pytest.approx(0.0)
