@@ -13,7 +13,8 @@ TERMINAL = frozenset(ENDINGS + ("RiskRejected",))
 
 
 class SmaCross(Strategy):
-    """Classic crossover: one market order per crossing, sized to reach the target position."""
+    """Classic crossover: one market order per crossing, sized to reach the target position; each instrument
+    on its own (its own averages, its own order on its way)."""
 
     name = "sma_cross"
 
@@ -31,6 +32,52 @@ class SmaCross(Strategy):
             from eventstore.errors import TapeError
 
             raise TapeError(f"sma_cross: need 0 < fast < slow, got fast={params.fast} slow={params.slow}")
+        self.crosses: dict[str, Cross] = {}  # instrument → its averages (each instrument is traded on its own)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"crosses": {iid: c.snapshot() for iid, c in sorted(self.crosses.items())}}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.crosses = {iid: Cross.restore(c) for iid, c in state["crosses"].items()}
+
+    def on_bar(self, bar: dict[str, Any]) -> None:
+        p = self.params
+        iid = bar["instrument_id"]
+        if p.instrument and iid != p.instrument:
+            return
+        c = self.crosses.get(iid)
+        if c is None:
+            c = self.crosses[iid] = Cross()
+        above = c.add(bar["close"], p.fast, p.slow)
+        if above is None or above == c.above:
+            return
+        c.above = above
+        if c.pending is not None:
+            return
+        target = p.quantity if above else (Decimal(0) if p.long_only else -p.quantity)
+        delta = target - self.position(iid)
+        if delta > 0:
+            c.pending = self.buy(iid, delta)
+        elif delta < 0:
+            c.pending = self.sell(iid, -delta)
+
+    def on_fill(self, fill: dict[str, Any]) -> None:
+        c = self.crosses.get(fill["instrument_id"])
+        o = self.ctx.state.orders.by_id.get(fill["client_order_id"])
+        if c is not None and o is not None and o.status == "FILLED" and fill["client_order_id"] == c.pending:
+            c.pending = None
+
+    def on_order(self, event: str, data: dict[str, Any]) -> None:
+        c = self.crosses.get(data.get("instrument_id") or "")
+        if c is not None and event in TERMINAL and data.get("client_order_id") == c.pending:
+            c.pending = None
+
+
+class Cross:
+    """One instrument's moving sums of closes, which side of the slow average the fast one is, the order on its
+    way."""
+
+    def __init__(self) -> None:
         self.fast_window: deque[Decimal] = deque()
         self.slow_window: deque[Decimal] = deque()
         self.fast_sum = Decimal(0)
@@ -38,54 +85,30 @@ class SmaCross(Strategy):
         self.above: bool | None = None
         self.pending: str | None = None
 
+    def add(self, close: Decimal, fast: int, slow: int) -> bool | None:
+        """Take a close in; whether the fast average is above the slow one (None until the slow window is full)."""
+        fw, sw = self.fast_window, self.slow_window
+        fw.append(close)
+        self.fast_sum += close
+        if len(fw) > fast:
+            self.fast_sum -= fw.popleft()
+        sw.append(close)
+        self.slow_sum += close
+        if len(sw) > slow:
+            self.slow_sum -= sw.popleft()
+        if len(sw) < slow:
+            return None
+        # fast_sum/fast > slow_sum/slow, compared without division so it stays exact
+        return self.fast_sum * slow > self.slow_sum * fast
+
     def snapshot(self) -> dict[str, Any]:
         return {"fast_window": list(self.fast_window), "slow_window": list(self.slow_window),
                 "fast_sum": self.fast_sum, "slow_sum": self.slow_sum, "above": self.above, "pending": self.pending}
 
-    def restore(self, state: dict[str, Any]) -> None:
-        self.fast_window = deque(state["fast_window"])
-        self.slow_window = deque(state["slow_window"])
-        self.fast_sum = state["fast_sum"]
-        self.slow_sum = state["slow_sum"]
-        self.above = state["above"]
-        self.pending = state["pending"]
-
-    def on_bar(self, bar: dict[str, Any]) -> None:
-        p = self.params
-        iid = bar["instrument_id"]
-        if p.instrument and iid != p.instrument:
-            return
-        close = bar["close"]
-        fw, sw = self.fast_window, self.slow_window
-        fw.append(close)
-        self.fast_sum += close
-        if len(fw) > p.fast:
-            self.fast_sum -= fw.popleft()
-        sw.append(close)
-        self.slow_sum += close
-        if len(sw) > p.slow:
-            self.slow_sum -= sw.popleft()
-        if len(sw) < p.slow:
-            return
-        # fast_sum/fast > slow_sum/slow, compared without division so it stays exact
-        above = self.fast_sum * p.slow > self.slow_sum * p.fast
-        if above == self.above:
-            return
-        self.above = above
-        if self.pending is not None:
-            return
-        target = p.quantity if above else (Decimal(0) if p.long_only else -p.quantity)
-        delta = target - self.position(iid)
-        if delta > 0:
-            self.pending = self.buy(iid, delta)
-        elif delta < 0:
-            self.pending = self.sell(iid, -delta)
-
-    def on_fill(self, fill: dict[str, Any]) -> None:
-        o = self.ctx.state.orders.by_id.get(fill["client_order_id"])
-        if o is not None and o.status == "FILLED" and fill["client_order_id"] == self.pending:
-            self.pending = None
-
-    def on_order(self, event: str, data: dict[str, Any]) -> None:
-        if event in TERMINAL and data.get("client_order_id") == self.pending:
-            self.pending = None
+    @classmethod
+    def restore(cls, state: dict[str, Any]) -> Cross:
+        c = cls()
+        c.fast_window, c.slow_window = deque(state["fast_window"]), deque(state["slow_window"])
+        c.fast_sum, c.slow_sum, c.above, c.pending = (state["fast_sum"], state["slow_sum"], state["above"],
+                                                      state["pending"])
+        return c

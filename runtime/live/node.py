@@ -443,25 +443,25 @@ class LiveNode:
     def commands(self) -> None:
         """The operators' commands sent since the last read, each an input recorded before it is acted on; one
         read after its expiry (the sender has been told no session took it), or damaged, is named on stderr."""
-        records, self._control_at = self.control.read(self._control_at)
+        try:
+            records, self._control_at = self.control.read(self._control_at)
+        except TapeError as e:  # the channel unreadable for now (a broker away): trading goes on, read again later
+            _warn(f"{self.spec.namespace}: the control channel cannot be read ({e}); commands wait")
+            return
         done = self.engine.operator.position
         for r in records:
             if r.position <= done:
                 continue  # recorded before a restart
-            if r.data is None:
-                _warn(f"{self.spec.namespace}: {r.problem}")
+            command = r.data and command_payload(r.data, r.position)
+            if command is None:
+                _warn(f"{self.spec.namespace}: " + (r.problem or f"the control record at {r.position} is not a "
+                                                    "command; it is skipped — send the command again"))
                 continue
-            d = r.data
-            if int(d.get("expires_ts") or 0) < time.time_ns():
-                _warn(f"{self.spec.namespace}: command {d.get('command')} {d.get('command_id', '')} read after its "
+            if command.pop("expires_ts") < time.time_ns():
+                _warn(f"{self.spec.namespace}: command {command['command']} {command['command_id']} read after its "
                       "expiry (the session was down or starting); not carried out — send it again")
                 continue
-            self._input("OperatorCommand", {
-                "command": d["command"], "scope": str(d.get("scope") or "account"),
-                "scope_id": str(d.get("scope_id") or ""), "incident_id": d.get("incident_id"),
-                "reason": str(d.get("reason") or ""), "by": str(d.get("by") or ""),
-                "command_id": str(d.get("command_id") or ""), "position": r.position,
-                "sent_ts": int(d.get("sent_ts") or 0)}, self.venue_clock.now(), "operator")
+            self._input("OperatorCommand", command, self.venue_clock.now(), "operator")
             self._pump()
 
     def healthy(self) -> bool:
@@ -552,3 +552,16 @@ class LiveNode:
 def _warn(line: str) -> None:
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
+
+
+def command_payload(d: dict[str, Any], position: int) -> dict[str, Any] | None:
+    """A control record as an OperatorCommand payload (and its expiry), or None when its fields are not what
+    `tape live halt|…` writes: nothing a record says reaches the log unchecked."""
+    try:
+        text = {k: str(d.get(k) or "") for k in ("scope", "scope_id", "reason", "by", "command_id")}
+        incident = d.get("incident_id")
+        return {"command": str(d["command"]), **text, "scope": text["scope"] or "account",
+                "incident_id": None if incident is None else str(incident), "position": position,
+                "sent_ts": int(d.get("sent_ts") or 0), "expires_ts": int(d.get("expires_ts") or 0)}
+    except (KeyError, TypeError, ValueError):
+        return None

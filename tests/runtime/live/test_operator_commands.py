@@ -209,3 +209,14 @@ def test_a_resume_waits_for_the_halting_incident_to_be_resolved_or_acknowledged(
     finally:
         hook.server.shutdown()
         sb.stop()
+
+
+def test_a_control_record_reaches_the_log_only_as_the_fields_a_command_has():
+    from runtime.live.node import command_payload
+
+    good = command_payload({"command": "ack", "incident_id": 5, "reason": None, "sent_ts": "7", "expires_ts": 9,
+                            "extra": "ignored"}, 42)
+    assert good == {"command": "ack", "scope": "account", "scope_id": "", "reason": "", "by": "", "command_id": "",
+                    "incident_id": "5", "position": 42, "sent_ts": 7, "expires_ts": 9}
+    assert command_payload({"command": "halt", "sent_ts": "yesterday"}, 1) is None
+    assert command_payload({"command": "halt", "expires_ts": [1]}, 1) is None
