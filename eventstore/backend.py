@@ -84,6 +84,19 @@ class NamespaceReader(ABC):
     @abstractmethod
     def partition_info(self) -> list[PartitionInfo]: ...
 
+    def batch_counts(self, topic: str, partition: int, *, seq: int | None = None, ts: int | None = None) -> Any:
+        """A cursor whose read_until yields (first seq, last seq, records) per batch, so a typed read can account
+        for the committed seqs of the partitions it skips; None where the backend has no such batches."""
+        return None
+
+    def describe_missing(self, first: int, last: int) -> str:
+        """What of committed range first..last the partitions lack, and where (file and byte where it can)."""
+        return f"committed seqs of {first}..{last} are missing from the partitions"
+
+    def describe_seq(self, seq: int) -> str:
+        """Where the records holding a seq are stored (file and byte where it can)."""
+        return ""
+
     def close(self) -> None:
         return None
 
@@ -112,6 +125,11 @@ class Backend(ABC):
     @abstractmethod
     def delete(self, namespace: str) -> None:
         """Remove a namespace and everything of it (refused while someone writes it, on the file store)."""
+
+    def check_files(self, namespace: str, catalog: Any = None) -> list[Any]:
+        """Findings about the files that store a namespace, each naming a file and byte (eventstore/storecheck.py);
+        empty where the backend has no files of its own to check."""
+        return []
 
     @abstractmethod
     def control(self, namespace: str) -> Any:

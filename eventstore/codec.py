@@ -10,6 +10,7 @@ from fastavro import schemaless_reader, schemaless_writer
 from fastavro.schema import parse_schema
 
 from eventstore.catalog import MAGIC, Catalog, EventType, canonical_form, fingerprint
+from eventstore.compat import can_read
 from eventstore.errors import IncompatibleSchema, SchemaError, UnknownSchema
 
 
@@ -37,6 +38,10 @@ class Registry:
                     f"{event_type.full_name}: fingerprint {event_type.fingerprint:016x} is registered with a different "
                     "schema (logical types or defaults differ): give the changed schema a new field or name"
                 )
+            unsealed = getattr(self.store, "unsealed", ())
+            if event_type.fingerprint in unsealed:  # an entry from before content checksums, equal to today's: seal it
+                self.store.save_schema(event_type.fingerprint, known)  # type: ignore[union-attr]
+                unsealed.discard(event_type.fingerprint)
             return
         if self.store is not None:
             self.store.save_schema(event_type.fingerprint, event_type.schema)
@@ -46,6 +51,11 @@ class Registry:
         """Pick up schemas another process registered since this one loaded."""
         if self.store is not None:
             self.schemas.update(self.store.load_schemas())
+
+    def origin(self, fp: int) -> str:
+        """Where the registry keeps a fingerprint's schema (its file in a file store), for error messages."""
+        path_of = getattr(self.store, "path_of", None)
+        return str(path_of(fp)) if path_of is not None else f"registry entry {fp:016x}"
 
 
 def _strip_docs(schema: Any) -> Any:
@@ -102,6 +112,16 @@ class Codec:
         current = self.catalog.by_full.get(name) or self.catalog.records.get(name)
         parsed_writer = parse_schema(writer, _force=True)
         if current is not None and current.fingerprint == fp:
+            # the fingerprint leaves out logical types: an entry that decodes otherwise than today's schema of the
+            # same fingerprint was altered (a writer refuses to register one: see register)
+            problems = can_read(current.schema, writer)
+            if problems:
+                text, today = schema_file_text(writer), schema_file_text(current.schema)
+                at = next((i for i, (a, b) in enumerate(zip(text, today)) if a != b), min(len(text), len(today)))
+                raise SchemaError(
+                    f"{self.registry.origin(fp)}: the registry's {name} differs from today's schema of the same "
+                    f"fingerprint at byte {len(text[:at].encode())} ({problems[0]}), so its events would decode "
+                    "wrong: restore the file from a copy of the namespace")
             reader_schema = None
         elif current is not None:
             reader_schema = current.parsed

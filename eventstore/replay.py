@@ -9,7 +9,7 @@ from eventstore.backend import NamespaceReader
 from eventstore.batch import Record
 from eventstore.catalog import TOPICS, Catalog, topic_of
 from eventstore.codec import Codec
-from eventstore.errors import CorruptLog
+from eventstore.ledger import Ledger
 
 
 class Event:
@@ -126,22 +126,32 @@ class Replay:
         self.follow = follow
         self.poll_interval = poll_interval
         self.stop = stop or (lambda: False)
-        # every committed seq must show up when all partitions are read from a seq: a check against lost data
-        self.complete = set(topics) == set(reader.partitions) and from_ts is None
 
     def records(self) -> Iterator[Record]:
-        """Committed records that pass the filters, without decoding."""
+        """Committed records that pass the filters, without decoding; each committed seq in range accounted for."""
         reader = self.reader
         start_seq = self.from_seq if self.from_seq > 1 else None
-        cursors = [
-            reader.cursor(t, i, seq=start_seq, ts=self.from_ts) for t in self.topics for i in range(reader.partitions[t])
-        ]
-        commits = reader.commits(self.from_seq)
-        current = None
+        cursors = [reader.cursor(t, i, seq=start_seq, ts=self.from_ts)
+                   for t in self.topics for i in range(reader.partitions[t])]
+        counters: list[Any] | None = None
+        typed = self.type_names is not None
+        if typed:  # the partitions of other topics, read as batch counts: what the read skips is accounted for
+            counters = []
+            for t in reader.partitions:
+                if t not in self.topics:
+                    for i in range(reader.partitions[t]):
+                        c = reader.batch_counts(t, i, seq=start_seq, ts=self.from_ts)
+                        if c is None:
+                            counters = None
+                            break
+                        counters.append(c)
+                if counters is None:
+                    break
+        ledger = Ledger(reader, self.from_seq, cursors, counters, by_time=self.from_ts is not None, typed=typed)
         first = 0
         last = -1  # the committed range the last record fell in
         expected = 0
-        complete = self.complete
+        prev = 0
         delivered_to = self.from_seq - 1
         f_ts, t_ts, f_seq, t_seq, names = self.from_ts, self.to_ts, self.from_seq, self.to_seq, self.type_names
         while True:
@@ -149,23 +159,16 @@ class Replay:
             if t_seq is not None:
                 horizon = min(horizon, t_seq)
             if horizon > delivered_to:
+                ledger.start(horizon)
                 for r in merge_by_seq([c.read_until(horizon) for c in cursors]):
                     s = r[0]
                     if s < f_seq or s > horizon:
                         continue
+                    if s <= prev:
+                        ledger.twice(s, prev)
+                    prev = s
                     if s > last:
-                        while last < s:
-                            if current is not None and complete and expected:
-                                self._missing(current, expected)
-                            current = next(commits, None)
-                            if current is None:
-                                commits = reader.commits(s)
-                                current = next(commits, None)
-                                if current is None:
-                                    first, last = 0, -1
-                                    break
-                            first, last = current.first, current.last
-                            expected = last - max(first, f_seq) + 1
+                        first, last, expected = ledger.advance(s, expected)
                         if s < first or s > last:
                             continue  # a step torn by a crash: never delivered, by any reader
                     elif s < first:
@@ -178,18 +181,11 @@ class Replay:
                     if names is not None and r[3] not in names:
                         continue
                     yield r
+                first, last, expected = ledger.finish(horizon, expected)
                 delivered_to = horizon
-            if current is not None and complete and expected and current.last <= horizon:
-                self._missing(current, expected)
             if not self.follow or (t_seq is not None and delivered_to >= t_seq) or self.stop():
                 return
             time.sleep(self.poll_interval)
-
-    def _missing(self, commit: Any, expected: int) -> None:
-        raise CorruptLog(
-            f"{expected} committed event(s) of seq {commit.first}..{commit.last} are missing from the partitions "
-            "(files truncated or removed): restore the namespace from a copy"
-        )
 
     def __iter__(self) -> Iterator[Event]:
         codec = self.codec

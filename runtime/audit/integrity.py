@@ -1,10 +1,12 @@
 """The proof that a log was not altered (`tape audit verify`).
 
-`verify` walks the committed events in seq order and checks the hash chain of the envelope (prev_hash = sha256 of
-the previous COMMITTED event's stored value), every commit record's last_hash, the completeness of every committed
-range and the frame fields (seq, type, ts_event) against the envelope. Seqs in a gap between committed ranges
-belong to a step torn by a crash: they were never delivered, the writer chains the next step from the last
-committed event, so they are reported as information, not as breaks. The first break stops the walk.
+First the files of the store itself (on a file store: every segment, index, the journal, the registry and
+namespace.json — eventstore/storecheck.py), each finding with its file and byte; then `verify` walks the committed
+events in seq order and checks the hash chain of the envelope (prev_hash = sha256 of the previous COMMITTED event's
+stored value), every commit record's last_hash, the completeness of every committed range and the frame fields (seq,
+type, ts_event) against the envelope; a break names the file and byte of the batch it is in. Seqs in a gap between
+committed ranges belong to a step torn by a crash: they were never delivered, the writer chains the next step from
+the last committed event, so they are reported as information, not as breaks. The first break stops the walk.
 """
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ class Break:
     message: str
     expected: bytes | int | str | None = None
     found: bytes | int | str | None = None
+    commit: tuple[int, int] | None = None  # the committed range a missing event belongs to
 
     def text(self, namespace: str = "") -> str:
         where = f" at seq {self.seq}" if self.seq is not None else ""
@@ -79,10 +82,16 @@ class VerifyResult:
     head: bytes = b""
     torn: list[Torn] = field(default_factory=list)
     brk: Break | None = None
+    findings: list[Any] = field(default_factory=list)  # storecheck.Finding: damage, or notes
+
+    @property
+    def damage(self) -> list[Any]:
+        """The findings that are damage (the others are notes: torn writes of a crash, older formats)."""
+        return [f for f in self.findings if f.damage]
 
     @property
     def ok(self) -> bool:
-        return self.brk is None
+        return self.brk is None and not self.damage
 
     @property
     def torn_records(self) -> int:
@@ -92,7 +101,8 @@ class VerifyResult:
         return {"namespace": self.namespace, "ok": self.ok, "events": self.events, "commits": self.commits,
                 "last_seq": self.last_seq, "head": self.head.hex(),
                 "torn_steps": [{"first": t.first, "last": t.last, "records": t.records} for t in self.torn],
-                "break": self.brk.as_dict() if self.brk else None}
+                "break": self.brk.as_dict() if self.brk else None,
+                "findings": [f.as_dict() for f in self.findings]}
 
 
 class _Stop(Exception):
@@ -100,9 +110,15 @@ class _Stop(Exception):
 
 
 def verify(log: Log, namespace: str) -> VerifyResult:
-    """Walk the committed events of a namespace and check every link; stops at the first break."""
-    reader = log.backend.open_reader(namespace)
+    """Check the store's files of a namespace (every finding), then walk its committed events and check every
+    link (stops at the first break, which names where the record is)."""
     res = VerifyResult(namespace)
+    res.findings = log.backend.check_files(namespace, log.catalog)
+    try:
+        reader = log.backend.open_reader(namespace)
+    except TapeError as e:  # namespace.json damaged: the findings name it
+        res.brk = Break("unreadable namespace", None, str(e))
+        return res
     try:
         try:
             codec = log.codec(namespace)
@@ -113,7 +129,14 @@ def verify(log: Log, namespace: str) -> VerifyResult:
     except CorruptLog as e:
         res.brk = Break("corrupt batch", None, f"{e} (after seq {res.last_seq})")
     except _Stop:
-        pass
+        if res.brk is not None and res.brk.seq is not None:
+            try:
+                span = res.brk.commit
+                where = reader.describe_missing(*span) if span else reader.describe_seq(res.brk.seq)
+            except TapeError:
+                where = ""
+            if where:
+                res.brk.message += f" ({where})"
     finally:
         reader.close()
     return res
@@ -137,10 +160,12 @@ class _Walk:
         # records was altered is decided by the next link of the later one (it fails too only if it changed).
         self.pending: tuple[int | None, int, bytes, bytes] | None = None
 
-    def fail(self, kind: str, seq: int | None, message: str, expected: Any = None, found: Any = None) -> None:
+    def fail(self, kind: str, seq: int | None, message: str, expected: Any = None, found: Any = None,
+             commit: Any = None) -> None:
         if self.pending is not None and kind != "prev_hash mismatch":
             self._blame_earlier()  # an unresolved link broke first
-        self.res.brk = Break(kind, seq, message, expected, found)
+        span = (commit.first, commit.last) if commit is not None else None
+        self.res.brk = Break(kind, seq, message, expected, found, span)
         raise _Stop()
 
     def next_commit(self) -> Any:
@@ -206,7 +231,7 @@ class _Walk:
                 continue
             if s != self.expect:
                 self.fail("missing event", self.expect, f"seq {self.expect} of committed range {c.first}..{c.last} "
-                          f"is missing from the partitions (next present: seq {s})")
+                          f"is missing from the partitions (next present: seq {s})", commit=c)
             self.expect = s + 1
             value = r.value if isinstance(r.value, bytes) else bytes(r.value)
             try:
@@ -247,10 +272,12 @@ class _Walk:
         # commits with no record at all left
         c = self.next_commit()
         if c is not None:
-            self.fail("missing event", c.first, f"committed range {c.first}..{c.last} has no event in the partitions")
+            self.fail("missing event", c.first, f"committed range {c.first}..{c.last} has no event in the partitions",
+                      commit=c)
 
     def _close_commit(self) -> None:
         c = self.commit
         if c is not None and self.expect <= c.last:
             self.fail("missing event", self.expect,
-                      f"seq {self.expect} of committed range {c.first}..{c.last} is missing from the partitions")
+                      f"seq {self.expect} of committed range {c.first}..{c.last} is missing from the partitions",
+                      commit=c)

@@ -104,9 +104,12 @@ def audit_verify(
     namespace: str = typer.Argument(..., metavar="NS"),
     as_json: bool = typer.Option(False, "--json", help="The result as one JSON object."),
 ) -> None:
-    """Prove the log was not altered: hash chain, commit hashes, no committed event missing. Exit 1 on a break.
+    """Prove the log was not altered: every file of the store, hash chain, commit hashes, no committed event missing.
 
-    Seqs in a gap between committed ranges are steps torn by a crash (never delivered): reported, not breaks.
+    On a file store every segment, index, the commit journal, the registry and namespace.json are read whole and
+    each finding is printed with its file and byte offset (DAMAGE, or a note: a write a crash tore, an older
+    format). Seqs in a gap between committed ranges are steps torn by a crash (never delivered): reported, not
+    breaks. Exit 1 on any damage or break.
     """
     log = cli_context(ctx).open()
     if namespace not in log.namespaces():
@@ -116,6 +119,8 @@ def audit_verify(
         sys.stdout.write(json.dumps(res.as_dict(), indent=2) + "\n")
     else:
         out = sys.stdout
+        for f in res.findings:
+            out.write(f.text() + "\n")
         for t in res.torn:
             span = f"seq {t.first}" if t.first == t.last else f"seqs {t.first}..{t.last}"
             out.write(f"torn step: {span} ({_n(t.records, 'record')} never committed, skipped by every reader)\n")
@@ -123,7 +128,12 @@ def audit_verify(
         if res.ok:
             out.write(f"OK {namespace}: {counts}; hash chain intact up to seq {res.last_seq} "
                       f"(head {res.head.hex() or '-'})\n")
+        elif res.brk is None:
+            out.write(f"DAMAGED {namespace}: {_n(len(res.damage), 'finding')} in the store's files; {counts}; hash "
+                      f"chain intact up to seq {res.last_seq}\n")
         else:
+            if res.damage:
+                out.write(f"DAMAGED {namespace}: {_n(len(res.damage), 'finding')} in the store's files\n")
             out.write(f"{res.brk.text(namespace)}\n")
             intact = res.brk.seq - 1 if res.brk.seq is not None else res.last_seq
             out.write(f"intact up to seq {intact} ({_n(res.commits, 'commit')} read, "
