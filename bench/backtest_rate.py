@@ -23,6 +23,9 @@ from runtime.backtest.runner import BacktestSpec, run_backtest
 IID = "BTCUSDT.BENCH"
 T0 = 1_700_000_000_000_000_000
 MINUTE = 60_000_000_000
+# the peers' fill model (bench/peers/): a market order fills whole at the next bar's open — with it tape makes the
+# peers' trades, trade for trade, so the rates compare like with like
+PEER_FILLS = {"market_fill": "next_open", "volume_participation": "unlimited"}
 
 
 def make_source(log: Log, n: int, seed: int = 11) -> None:
@@ -71,7 +74,7 @@ def main() -> None:
         n = sum(1 for e in log.replay("src", types=["Bar"]) if e.data)
         replay_s = time.perf_counter() - t
         spec = BacktestSpec(source="src", strategy="sma_cross", params={"fast": "10", "slow": "30", "quantity": "1"},
-                            venue=parse_venue_config({"starting_balances": {"USDT": "10000000"}}))
+                            venue=parse_venue_config({"starting_balances": {"USDT": "10000000"}, **PEER_FILLS}))
         prof = cProfile.Profile() if args.profile else None
         t = time.perf_counter()
         if prof:

@@ -52,7 +52,7 @@ class SmaCross(Strategy):
         if above is None or above == c.above:
             return
         c.above = above
-        if c.pending is not None:
+        if c.pending is not None and not self._settled(c):
             return
         target = p.quantity if above else (Decimal(0) if p.long_only else -p.quantity)
         delta = target - self.position(iid)
@@ -60,6 +60,16 @@ class SmaCross(Strategy):
             c.pending = self.buy(iid, delta)
         elif delta < 0:
             c.pending = self.sell(iid, -delta)
+
+    def _settled(self, c: Cross) -> bool:
+        """Whether the order on its way ended already: a fill at this bar's open is folded into state before the
+        bar reaches the strategy, and its on_fill comes after — without this a cross on the very bar an order fills
+        would be skipped."""
+        o = self.ctx.state.orders.by_id.get(c.pending)
+        if o is None or o.is_open:
+            return False
+        c.pending = None
+        return True
 
     def on_fill(self, fill: dict[str, Any]) -> None:
         c = self.crosses.get(fill["instrument_id"])

@@ -116,7 +116,7 @@ def verify_run(log: Log, run: str, overrides: dict[str, str] | None = None) -> V
     with tempfile.TemporaryDirectory(prefix="tape-verify-") as tmp:
         scratch = Log(FileLog(tmp), log.catalog)
         try:
-            run_backtest(log, spec, run_id=run, into=scratch)
+            run_backtest(log, spec, run_id=run, into=scratch, cache=False)  # from the log itself, the truth
             return _compare(log, scratch, run, overrides)
         finally:
             scratch.close()

@@ -49,6 +49,9 @@ def backtest(
     as_json: bool = typer.Option(False, "--json", help="Statistics, round trips and the equity curve as JSON."),
     force: bool = typer.Option(False, "--force", help="Run again even when a complete run of the same inputs exists "
                                                      "(it is replaced)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Decode the source from the log instead of its columns "
+                                  "file (a derived copy, built on first use, that makes later runs faster; the run is "
+                                  "the same byte for byte)."),
 ) -> None:
     """Replay a slice of history through a strategy, the risk engine and the simulated venue.
 
@@ -67,12 +70,14 @@ def backtest(
     report = None
     for _ in range(2):
         try:
-            with Progress(TextColumn("[bold]backtest"), BarColumn(), TextColumn("{task.completed:,} events"),
+            with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:,} events"),
                           TimeElapsedColumn(), console=console, transient=True,
                           disable=not sys.stderr.isatty()) as bar:
-                task = bar.add_task("replay", total=None)
-                result = run_backtest(log, spec, run_id=run_id,
-                                      progress=lambda n, ts, t=task: bar.update(t, completed=n))
+                task = bar.add_task("backtest", total=None)
+                result = run_backtest(log, spec, run_id=run_id, cache=not no_cache,
+                                      progress=lambda n, ts, t=task: bar.update(t, completed=n, description="backtest"),
+                                      build_progress=lambda n, t=task: bar.update(
+                                          t, completed=n, description="source columns"))
             report = run_report(result, curve=as_json)
             break
         except RunExists as e:
