@@ -22,8 +22,7 @@ from projections.interventions import Interventions
 from projections.performance import Annualisation, BuyAndHold, EquityCurve, RoundTrips, statistics
 from projections.state import State
 from runtime.engine.loop import Engine
-from runtime.replay.columns import Cached, market_rows
-from runtime.replay.merge import source_instruments
+from runtime.replay.columns import Cached, source_rows
 from schemas.decimals import ARITHMETIC, canonical_json
 from schemas.errors import TapeError
 from schemas.names import PRICES
@@ -165,9 +164,10 @@ def run_backtest(log: Log, spec: BacktestSpec, *, run_id: str | None = None,
     state = State()
     with decimal.localcontext(ARITHMETIC):
         # instrument definitions come from the whole source up to the slice's end, then the slice itself
-        for e in source_instruments(log, started):
-            state.apply("InstrumentDefined", e.data, e.ts_event)
-        rows, cached = market_rows(log, started, cache=cache, progress=build_progress)
+        source = source_rows(log, started, cache=cache, progress=build_progress)
+        for _seq, ts, name, data in source.definitions:
+            state.apply(name, data, ts)
+        rows, cached = source.market, source.cached
         first = next(rows, None)
         if first is None:
             raise TapeError(f"no market events in {spec.source} for the chosen slice: check --from/--to and the "

@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator
 import crc32c
 
 from eventstore.store import Log, file_store_path
-from runtime.replay.merge import SourceMarket, source_instruments
+from runtime.replay.merge import SourceMarket
 from schemas.decimals import EXACT
 from schemas.errors import TapeError
 from schemas.names import PRICES
@@ -60,12 +60,11 @@ class ColumnsKey:
     source: str
     to_seq: int
     source_hash: str
-    instruments: tuple[str, ...]
     readers: str  # fingerprints of today's reader schemas of the market types
 
     def text(self) -> str:
         return json.dumps({"format": FORMAT, "source": self.source, "to_seq": self.to_seq, "hash": self.source_hash,
-                           "instruments": list(self.instruments), "readers": self.readers}, sort_keys=True)
+                           "readers": self.readers}, sort_keys=True)
 
     def file_name(self) -> str:
         return f"market-{self.to_seq}-{hashlib.sha256(self.text().encode()).hexdigest()[:16]}.cols"
@@ -73,10 +72,8 @@ class ColumnsKey:
 
 def columns_key(log: Log, started: dict[str, Any]) -> ColumnsKey:
     """The key of the columns a run reads (its source pinned: source_to_seq and source_hash set)."""
-    instruments = tuple(sorted({e.key for e in source_instruments(log, started)}))
-    readers = ",".join(f"{log.catalog.get(t).fingerprint:016x}" for t in PRICES)
-    return ColumnsKey(started["source_namespace"], started["source_to_seq"], started["source_hash"], instruments,
-                      readers)
+    readers = ",".join(f"{log.catalog.get(t).fingerprint:016x}" for t in ("InstrumentDefined", *PRICES))
+    return ColumnsKey(started["source_namespace"], started["source_to_seq"], started["source_hash"], readers)
 
 
 def cache_dir(log: Log, namespace: str) -> Path:
@@ -218,8 +215,8 @@ def _unit(scale: int, places: int) -> Decimal:
     return Decimal((0, (1,) + (0,) * (scale - places), -scale))
 
 
-def build(rows: Iterator[Row], key: ColumnsKey) -> bytes:
-    """The columns file of `rows` (in the order a run processes them); NotCacheable when a value does not fit."""
+def _table(rows: Iterator[Row]) -> tuple[dict[str, Any], list[bytes]]:
+    """(layout, blobs) of one table of rows, kept in their order; NotCacheable when a value does not fit."""
     seqs, tss, kinds, kpos = array("q"), array("q"), array("q"), array("q")
     types: dict[str, tuple[tuple[str, ...], list[_Field]]] = {}
     order: list[str] = []
@@ -252,11 +249,21 @@ def build(rows: Iterator[Row], key: ColumnsKey) -> bytes:
             entries.append(entry)
             blobs += parts
         layout["types"].append({"name": name, "rows": counts[name], "fields": entries})
-    header = json.dumps({"format": FORMAT, "key": json.loads(key.text()), **layout}, sort_keys=True).encode()
+    return layout, blobs
+
+
+def build(defs: list[tuple[Row, str]], market: Iterator[Row], key: ColumnsKey, instruments: tuple[str, ...]) -> bytes:
+    """The columns file of a source: its instrument definitions (with their record keys) and the market rows of
+    `instruments` in the order a run processes them; NotCacheable when a value does not fit."""
+    tables = {"defs": _table(iter([r for r, _ in defs])), "market": _table(market)}
+    header = json.dumps({"format": FORMAT, "key": json.loads(key.text()), "instruments": list(instruments),
+                         "def_keys": [k for _, k in defs], "tables": {n: t[0] for n, t in tables.items()}},
+                        sort_keys=True).encode()
     header += b" " * (-len(header) % 8)
     out = bytearray(MAGIC + struct.pack("<Q", len(header)) + header)
-    for b in blobs:
-        out += b + b"\0" * (-len(b) % 8)
+    for name in ("defs", "market"):
+        for b in tables[name][1]:
+            out += b + b"\0" * (-len(b) % 8)
     out += struct.pack("<I", crc32c.crc32c(bytes(out))) + TRAILER
     return bytes(out)
 
@@ -264,21 +271,11 @@ def build(rows: Iterator[Row], key: ColumnsKey) -> bytes:
 # ---- reading --------------------------------------------------------------------------------------------------
 
 
-class MarketColumns:
-    """A columns file, open: the rows of a ts slice, made into Python objects a chunk at a time."""
+class Table:
+    """One table of a columns file: the rows of a ts slice, made into Python objects a chunk at a time."""
 
-    def __init__(self, buf: Any, header: dict[str, Any], start: int):
-        self._buf, self.header = buf, header
-        self.rows_total = header["rows"]
-        view = memoryview(buf)
-        pos = start
-        n = self.rows_total
-
-        def take(nbytes: int) -> memoryview:
-            nonlocal pos
-            m = view[pos:pos + nbytes]
-            pos += nbytes + (-nbytes % 8)
-            return m
+    def __init__(self, header: dict[str, Any], take: Callable[[int], memoryview]):
+        self.rows_total = n = header["rows"]
 
         self.seq = take(8 * n).cast("q")
         self.ts = take(8 * n).cast("q")
@@ -314,9 +311,40 @@ class MarketColumns:
                 _, make, cols = self.types[k]
                 yield from make([s], [t], *[_part(c, p, p + 1) for c in cols])
 
-    def close(self) -> None:
-        self.seq = self.ts = self.kinds = self.kpos = None  # type: ignore[assignment]
+    def release(self) -> None:
+        for c in (self.seq, self.ts, self.kinds, self.kpos):
+            if c is not None:
+                c.release()
+        for _, _, cols in self.types:
+            for c in cols:
+                for m in c if isinstance(c, tuple) else (c,):
+                    m.release()
         self.types = []
+
+
+class SourceColumns:
+    """A columns file, open: its instrument definitions (with keys) and the market rows of its instruments."""
+
+    def __init__(self, buf: Any, header: dict[str, Any], start: int):
+        self._buf, self.header = buf, header
+        self.instruments = tuple(header["instruments"])
+        self._view = view = memoryview(buf)
+        pos = start
+
+        def take(nbytes: int) -> memoryview:
+            nonlocal pos
+            m = view[pos:pos + nbytes]
+            pos += nbytes + (-nbytes % 8)
+            return m
+
+        defs = Table(header["tables"]["defs"], take)
+        self.defs = list(zip(defs.rows(), header["def_keys"]))
+        defs.release()
+        self.market = Table(header["tables"]["market"], take)
+
+    def close(self) -> None:
+        self.market.release()
+        self._view.release()
         if isinstance(self._buf, mmap.mmap):
             self._buf.close()
 
@@ -363,7 +391,7 @@ def _row_maker(type_name: str, fields: list[dict[str, Any]]) -> Callable[..., It
     return env["make"]
 
 
-def read(path: Path, key: ColumnsKey) -> MarketColumns | None:
+def read(path: Path, key: ColumnsKey) -> SourceColumns | None:
     """The columns at `path` when they are whole and of `key`; None otherwise (missing, damaged, stale)."""
     try:
         with open(path, "rb") as f:
@@ -377,7 +405,7 @@ def read(path: Path, key: ColumnsKey) -> MarketColumns | None:
         return None
 
 
-def _parse(buf: Any, key: ColumnsKey, size: int) -> MarketColumns | None:
+def _parse(buf: Any, key: ColumnsKey, size: int) -> SourceColumns | None:
     if size < 24 or buf[:8] != MAGIC or buf[size - 4:size] != TRAILER:
         return None
     (crc,) = struct.unpack_from("<I", buf, size - 8)
@@ -387,7 +415,7 @@ def _parse(buf: Any, key: ColumnsKey, size: int) -> MarketColumns | None:
     header = json.loads(bytes(buf[16:16 + hlen]))
     if header.get("format") != FORMAT or header.get("key") != json.loads(key.text()):
         return None
-    return MarketColumns(buf, header, 16 + hlen)
+    return SourceColumns(buf, header, 16 + hlen)
 
 
 def save(directory: Path, key: ColumnsKey, data: bytes) -> None:
@@ -405,14 +433,25 @@ def save(directory: Path, key: ColumnsKey, data: bytes) -> None:
 # ---- the rows a run reads -------------------------------------------------------------------------------------
 
 
-def log_rows(log: Log, started: dict[str, Any], *, from_ts: int | None = None,
-             to_ts: int | None = None) -> Iterator[Row]:
+def log_rows(log: Log, started: dict[str, Any], *, from_ts: int | None = None, to_ts: int | None = None,
+             instruments: list[str] | None = None) -> Iterator[Row]:
     """A run's market rows read from the log: decoded, the envelope dropped (a market callback gets the payload;
     its times are the step's), sliced to from_ts <= ts_event < to_ts."""
-    market = SourceMarket(log, {**started, "source_from_ts": from_ts, "source_to_ts": to_ts})
-    decode = market.codec.decode_data
+    market = SourceMarket(log, {**started, "source_from_ts": from_ts, "source_to_ts": to_ts}, instruments=instruments)
+    return _decoded(market.records(), market.codec)
+
+
+def log_definitions(log: Log, started: dict[str, Any]) -> list[tuple[Row, str]]:
+    """Every instrument definition of the source up to the run's horizon (whatever its time), with its record key."""
+    replay = log.replay(started["source_namespace"], types=["InstrumentDefined"], to_seq=started.get("source_to_seq"))
+    records = list(replay.records())
+    return list(zip(_decoded(iter(records), replay.codec), (r.key.decode() for r in records)))
+
+
+def _decoded(records: Iterator[Any], codec: Any) -> Iterator[Row]:
+    decode = codec.decode_data
     names: dict[bytes, str] = {}
-    for seq, ts, _key, type_b, value in market.records():
+    for seq, ts, _key, type_b, value in records:
         name = names.get(type_b)
         if name is None:
             name = names[type_b] = type_b.rpartition(b".")[2].decode()
@@ -421,44 +460,78 @@ def log_rows(log: Log, started: dict[str, Any], *, from_ts: int | None = None,
         yield seq, ts, name, data
 
 
+def instruments_of(defs: list[tuple[Row, str]], to_ts: int | None) -> list[str]:
+    """The instruments a run reads: those defined before its slice's end (source_instruments' rule)."""
+    return sorted({k for (_, ts, _, _), k in defs if to_ts is None or ts < to_ts})
+
+
 @dataclass
 class Cached:
-    """How market_rows found the columns: read, built now, or not cacheable (why)."""
+    """How the source was read: from its columns file, from a file built now, or from the log (off, or why)."""
 
     state: str  # "read" | "built" | "uncacheable" | "off"
     detail: str = ""
 
 
-def market_rows(log: Log, started: dict[str, Any], *, cache: bool = True,
-                progress: Callable[[int], None] | None = None) -> tuple[Iterator[Row], Cached]:
-    """The market rows a run reads (its started record: source, slice, pinned horizon), from its source's columns
-    file when one matches, else from the log (building the file for the next run when the source allows)."""
+@dataclass
+class SourceRows:
+    """What a run reads of its source: the instrument definitions it starts with and its market rows."""
+
+    definitions: list[Row]
+    market: Iterator[Row]
+    cached: Cached
+
+
+def source_rows(log: Log, started: dict[str, Any], *, cache: bool = True,
+                progress: Callable[[int], None] | None = None) -> SourceRows:
+    """A run's source (its started record: source, slice, pinned horizon) from the columns file when one matches,
+    else from the log — building the file for the next run when the source allows."""
     from_ts, to_ts = started.get("source_from_ts"), started.get("source_to_ts")
+
+    def starting(defs: list[tuple[Row, str]]) -> list[Row]:
+        return [r for r, _ in defs if to_ts is None or r[1] < to_ts]
+
     if not cache or started.get("source_to_seq") is None:
-        return log_rows(log, started, from_ts=from_ts, to_ts=to_ts), Cached("off")
+        defs = log_definitions(log, started)
+        return SourceRows(starting(defs), log_rows(log, started, from_ts=from_ts, to_ts=to_ts,
+                                                   instruments=instruments_of(defs, to_ts)), Cached("off"))
     key = columns_key(log, started)
     directory = cache_dir(log, key.source)
     path = directory / key.file_name()
     found = read(path, key)
-    state = Cached("read")
-    if found is None:
-        stale = path.exists()
-        whole = {**started, "source_from_ts": None, "source_to_ts": None}
-        try:
-            data = build(_counted(log_rows(log, whole), progress), key)
-        except NotCacheable as e:
-            return log_rows(log, started, from_ts=from_ts, to_ts=to_ts), Cached("uncacheable", str(e))
-        except TapeError:  # the log path raises what it raises (an instrument out of time order, damage) in slice
-            return log_rows(log, started, from_ts=from_ts, to_ts=to_ts), Cached("uncacheable", "the log path decides")
-        try:
-            save(directory, key, data)
-        except OSError as e:  # a read-only store: the columns serve this run from memory
-            state = Cached("built", f"not saved: {e.strerror}")
-        else:
-            state = Cached("built", "replaced a damaged or stale file" if stale else "")
-        found = _parse(data, key, len(data))
-        assert found is not None
-    return _closing(found, found.rows(from_ts, to_ts)), state
+    if found is not None:
+        wanted = instruments_of(found.defs, to_ts)
+        if tuple(wanted) == found.instruments:
+            return SourceRows(starting(found.defs), _closing(found, found.market.rows(from_ts, to_ts)),
+                              Cached("read"))
+        found.close()  # a slice that ends before some instrument is defined: its merge is the log's to make
+        return SourceRows(starting(found.defs), log_rows(log, started, from_ts=from_ts, to_ts=to_ts,
+                                                         instruments=wanted),
+                          Cached("uncacheable", "the file holds other instruments than the slice reads"))
+    stale = path.exists()
+    defs = log_definitions(log, started)
+    wanted = instruments_of(defs, to_ts)
+
+    def from_log(why: str) -> SourceRows:
+        return SourceRows(starting(defs), log_rows(log, started, from_ts=from_ts, to_ts=to_ts, instruments=wanted),
+                          Cached("uncacheable", why))
+
+    whole = {**started, "source_from_ts": None, "source_to_ts": None}
+    try:
+        data = build(defs, _counted(log_rows(log, whole, instruments=wanted), progress), key, tuple(wanted))
+    except NotCacheable as e:
+        return from_log(str(e))
+    except TapeError:  # the log path raises what it raises (an instrument out of time order, damage) in slice
+        return from_log("the log decides")
+    try:
+        save(directory, key, data)
+    except OSError as e:  # a read-only store: the columns serve this run from memory
+        state = Cached("built", f"not saved: {e.strerror}")
+    else:
+        state = Cached("built", "replaced a damaged or stale file" if stale else "")
+    found = _parse(data, key, len(data))
+    assert found is not None
+    return SourceRows(starting(found.defs), _closing(found, found.market.rows(from_ts, to_ts)), state)
 
 
 def _counted(rows: Iterator[Row], progress: Callable[[int], None] | None) -> Iterator[Row]:
@@ -468,7 +541,7 @@ def _counted(rows: Iterator[Row], progress: Callable[[int], None] | None) -> Ite
             progress(n)
 
 
-def _closing(columns: MarketColumns, rows: Iterator[Row]) -> Iterator[Row]:
+def _closing(columns: SourceColumns, rows: Iterator[Row]) -> Iterator[Row]:
     try:
         yield from rows
     finally:

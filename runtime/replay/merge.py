@@ -30,11 +30,13 @@ class SourceMarket:
     instrument's history after the first's is read in time order, not in import order. Each instrument's events
     must be in time order (ingest keeps a series so); one that is not is named, never reordered."""
 
-    def __init__(self, log: Log, started: dict[str, Any], *, from_seq: int = 1):
+    def __init__(self, log: Log, started: dict[str, Any], *, from_seq: int = 1, instruments: list[str] | None = None):
         self.log, self.started, self.from_seq = log, started, from_seq
         self.source = started["source_namespace"]
         self.codec = log.codec(self.source)
-        self.instruments = sorted({e.key for e in source_instruments(log, started)})
+        if instruments is None:  # the ones defined up to the slice's end (a caller that read them passes them)
+            instruments = sorted({e.key for e in source_instruments(log, started)})
+        self.instruments = instruments
 
     def _replay(self, from_seq: int) -> Any:
         s = self.started

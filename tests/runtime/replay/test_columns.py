@@ -16,7 +16,7 @@ from eventstore.writer import Draft
 from handlers.venues.sim.config import parse_venue_config
 from runtime.backtest.runner import BacktestSpec, pinned, run_backtest
 from runtime.replay import columns
-from runtime.replay.columns import cache_dir, log_rows, market_rows
+from runtime.replay.columns import cache_dir, log_rows, source_rows
 
 T0 = 1_700_000_000_000_000_000
 MINUTE = 60_000_000_000
@@ -64,6 +64,11 @@ def random_source(log: Log, ns: str, seed: int, *, n: int = 600, instruments: in
                     "ask_price": Decimal(price + 1).scaleb(-2), "ask_size": Decimal("1.25")}, ts, iid, "test"),))
         w.append_steps(steps)
     w.close()
+
+
+def market_rows(log: Log, started: dict[str, Any]) -> tuple[Any, Any]:
+    got = source_rows(log, started)
+    return got.market, got.cached
 
 
 def started_of(log: Log, ns: str, from_ts: int | None = None, to_ts: int | None = None) -> dict[str, Any]:
@@ -188,3 +193,27 @@ def test_a_backtest_is_the_same_byte_for_byte_with_and_without_columns(tmp_path:
         log.delete("bt")
     assert seen[0][4] > 100  # it traded
     assert seen[0] == seen[1] == seen[2]
+
+
+def test_definitions_come_from_the_file_and_a_slice_with_other_instruments_reads_the_log(tmp_path: Path) -> None:
+    log = Log.open(f"file:{tmp_path}")
+    random_source(log, "src", 12, n=100, instruments=1, kinds=False)
+    late = define("ETHUSDT.SIM")
+    w = log.writer("src", fsync="never")
+    w.append([Draft(late.type, late.payload, T0 + 300 * MINUTE, late.key, "test")])
+    w.append_steps([(Draft("Bar", {"instrument_id": "ETHUSDT.SIM", "timeframe": "1m", "open_ts": T0 + i * MINUTE,
+                                   "open": Decimal(5), "high": Decimal(6), "low": Decimal(4), "close": Decimal(5),
+                                   "volume": Decimal(1), "trades": None}, T0 + (i + 1) * MINUTE, "ETHUSDT.SIM",
+                           "test"),) for i in range(110, 160)])  # ETH bars before ETH is defined: the first stream's
+    w.close()
+    whole = started_of(log, "src")
+    got = source_rows(log, whole)
+    assert got.cached.state == "built" and [d["instrument_id"] for *_, d in got.definitions] == [
+        "BTCUSDT.SIM", "ETHUSDT.SIM"]
+    assert exact(got.market) == exact(log_rows(log, whole))
+    early = started_of(log, "src", to_ts=T0 + 200 * MINUTE)
+    got = source_rows(log, early)
+    assert got.cached.state == "uncacheable" and "other instruments" in got.cached.detail
+    assert [d["instrument_id"] for *_, d in got.definitions] == ["BTCUSDT.SIM"]
+    assert exact(got.market) == exact(log_rows(log, early, to_ts=T0 + 200 * MINUTE))
+    assert exact(source_rows(log, whole).definitions) == exact(source_rows(log, whole, cache=False).definitions)
