@@ -24,8 +24,8 @@ import struct
 from array import array
 from bisect import bisect_left
 from dataclasses import dataclass
-from itertools import pairwise
 from decimal import Decimal
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
