@@ -473,9 +473,12 @@ class FileLog(Backend):
         try:
             trash = self.root / ".trash"  # a rename out of the listing first: a crash leaves no half namespace
             trash.mkdir(exist_ok=True)
-            gone = trash / f"{d.name}.{time.time_ns()}"
+            gone = trash / f"{d.name}.{os.getpid()}.{time.time_ns()}"
             os.replace(d, gone)
-            shutil.rmtree(trash)  # with whatever an earlier crash left there
+            # its own, with whatever an earlier crash left there; each entry on its own, ignoring what another
+            # process deleting a namespace of this store at the same moment removes first
+            for left in [gone, *trash.iterdir()]:
+                shutil.rmtree(left, ignore_errors=True)
         finally:
             os.close(fd)
 

@@ -35,12 +35,16 @@ def bars(n: int, seed: int = 11) -> pd.DataFrame:
 class SmaCross(Strategy):
     fast = 10
     slow = 30
+    signals_only = False  # compute the crossings, trade nothing (the signal path alone)
 
     def init(self) -> None:
         self.f = self.I(SMA, self.data.Close, self.fast)
         self.s = self.I(SMA, self.data.Close, self.slow)
 
     def next(self) -> None:
+        if self.signals_only:
+            crossover(self.f, self.s) or crossover(self.s, self.f)
+            return
         if crossover(self.f, self.s):
             self.position.close()
             self.buy(size=1)
@@ -51,12 +55,27 @@ class SmaCross(Strategy):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bars", type=int, default=200_000)
-    n = ap.parse_args().bars
+    ap.add_argument("--signals", action="store_true", help="signals only: no orders")
+    ap.add_argument("--json", action="store_true", help="one JSON line: rate, trades, a digest of their prices")
+    args = ap.parse_args()
+    n = args.bars
     df = bars(n)
     bt = Backtest(df, SmaCross, cash=10_000_000, commission=0.0005, finalize_trades=True)
     t = time.perf_counter()
-    stats = bt.run()
+    stats = bt.run(signals_only=args.signals)
     s = time.perf_counter() - t
+    if args.json:
+        import hashlib
+        import json
+        import resource
+
+        trades = stats["_trades"]
+        closed = trades[trades["ExitBar"] < n - 1] if len(trades) else trades  # finalize_trades' last one is open
+        text = ";".join(f"{e:.2f},{x:.2f}" for e, x in zip(closed["EntryPrice"], closed["ExitPrice"]))
+        print(json.dumps({"engine": "backtesting.py", "bars": n, "seconds": s, "round_trips": len(closed),
+                          "trips_digest": hashlib.sha256(text.encode()).hexdigest()[:16],
+                          "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+        return
     print(f"backtesting.py sma_cross: {n / s:,.0f} bars/s ({n:,} bars, {stats['# Trades']} trades, {s:.1f} s)")
 
 

@@ -70,6 +70,8 @@ class Engine:
         self._timer_n = 0
         self.orders: dict[str, dict[str, Any]] = {}  # client_order_id → submitted order (for routing only)
         self.strategy = strategy_cls(params, _StrategyContext(self))
+        self._hears = {name: getattr(self.strategy, cb) for name, cb in MARKET_CALLBACKS.items()}
+        self._from_venue = f"venue:{venue.name}"
         self.events = 0
         self.snapshot_every = snapshot_every
         self.snapshot_handlers = snapshot_handlers
@@ -121,7 +123,7 @@ class Engine:
         if run_started is not None:
             self.emit("RunStarted", run_started, source="runtime")
         if open_venue:
-            self._emit_all(self.venue.start(now), f"venue:{self.venue.name}")
+            self._emit_all(self.venue.start(now), self._from_venue)
         self.strategy.on_start()
         self._drain()
         self._end_step()
@@ -148,7 +150,8 @@ class Engine:
             # the routing queue is empty between steps: route the input at once (the order _drain would give)
             self._cause = event_id
             self._route(name, data, ts, event_id)
-        self._drain()
+        if self._routing:
+            self._drain()
         released = self.queue.release_due(self.now)
         if released:
             self._emit_all(released, "queue")
@@ -161,7 +164,7 @@ class Engine:
                 self._emit_all(found, "incidents")
         if self._routing:
             self._drain()
-        if self._step or self.snapshot_every:
+        if self._step or (self.snapshot_every and self.events + self.inputs - self._snapshot_at >= self.snapshot_every):
             self._end_step()
 
     def _fire_timers(self, ts: int) -> None:
@@ -181,10 +184,12 @@ class Engine:
             self._route(name, data, ts, event_id)
 
     def _route(self, name: str, data: dict[str, Any], ts: int, event_id: str) -> None:
-        cb = MARKET_CALLBACKS.get(name)
-        if cb is not None:
-            self._emit_all(self.venue.on_market(name, data, ts), f"venue:{self.venue.name}")
-            getattr(self.strategy, cb)(data)
+        hear = self._hears.get(name)
+        if hear is not None:
+            out = self.venue.on_market(name, data, ts)
+            if out:
+                self._emit_all(out, self._from_venue)
+            hear(data)
         elif name == "OrderIntent":
             self._emit_all([self.risk.check(data, event_id, self.state, self.now)], "risk")
         elif name == "RiskAccepted":
@@ -199,11 +204,11 @@ class Engine:
                 order = self.orders.pop(cid)  # the intent is needed until it is sent, not after
                 submitted = {k: order[k] for k in SUBMITTED_FIELDS}
                 submitted["venue"] = self.venue.name
-                self.emit("OrderSubmitted", submitted, source=f"venue:{self.venue.name}")
+                self.emit("OrderSubmitted", submitted, source=self._from_venue)
             else:  # a released cancel
-                self._emit_all(self.venue.cancel(data["instrument_id"], cid, self.now), f"venue:{self.venue.name}")
+                self._emit_all(self.venue.cancel(data["instrument_id"], cid, self.now), self._from_venue)
         elif name == "OrderSubmitted":
-            self._emit_all(self.venue.submit(data, self.now), f"venue:{self.venue.name}")
+            self._emit_all(self.venue.submit(data, self.now), self._from_venue)
         elif name == "OrderFilled":
             self._emit_all(self.queue.on_execution(name, data, self.now), "queue")
             self.strategy.on_fill(data)

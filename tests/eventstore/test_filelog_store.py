@@ -120,3 +120,28 @@ def test_unsupported_url_and_bad_fsync_policy(file_log):
     # the refused writer left the namespace unlocked
     with file_log.writer("ns", fsync="never") as w:
         w.append([Draft("TradeTick", {"instrument_id": "X", "price": Decimal(1), "quantity": Decimal(1)}, 1, "X")])
+
+
+def _delete_all(root: str, names: list[str]) -> None:
+    log = Log.open(f"file:{root}")
+    for ns in names:
+        log.delete(ns)
+
+
+def test_two_processes_deleting_namespaces_of_one_store_at_once_both_succeed(store_dir) -> None:
+    """A sweep's workers each delete their own scratch runs: one deleter must not empty the trash under another."""
+    import multiprocessing
+
+    log = open_log(store_dir)
+    names = [f"ns{i}" for i in range(60)]
+    for ns in names:
+        with log.writer(ns, fsync="never") as w:
+            w.append(step(1))
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_delete_all, args=(str(store_dir), names[k::2])) for k in (0, 1)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert log.namespaces() == [] and not any((store_dir / ".trash").iterdir())
