@@ -29,9 +29,12 @@ per-period equivalent (1 + rate) ^ (1 / periods a year) − 1, 0 unless given.
 from __future__ import annotations
 
 import math
+from array import array
+from collections.abc import Sequence as _Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, localcontext
-from typing import Any, Iterable, Mapping, Sequence
+from itertools import islice, pairwise
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from projections.market import MarketState
 from schemas.decimals import ARITHMETIC as _CTX, ONE as _ONE, Q18, ZERO as _ZERO
@@ -50,40 +53,82 @@ class CurveOrderError(TapeError):
 
 
 class EquityCurve:
-    """Equity samples (ts, equity) in event-time order, each with whether a position was open."""
+    """Equity samples (ts, equity) in event-time order, each with whether a position was open — kept as columns:
+    times and exposure in machine arrays, equities as the Decimals they are (a value that did not move is the same
+    object again), about 17 bytes a sample plus the equities that changed, not 150 a tuple."""
 
     def __init__(self) -> None:
-        self.samples: list[tuple[int, Decimal]] = []
-        self.in_market: list[bool] = []
+        self.ts = array("q")
+        self.equity: list[Decimal] = []
+        self.exposed = bytearray()  # 1 while a position was open
 
     def add(self, ts: int, equity: Decimal, in_market: bool = False) -> None:
         """Append a sample; a second sample at the same ts replaces the first (one value per instant)."""
-        if self.samples:
-            last = self.samples[-1][0]
+        times = self.ts
+        if times:
+            last = times[-1]
             if ts < last:
                 raise CurveOrderError(f"equity sample at {ts} is older than the last one at {last}; sample in "
                                       f"event-time order")
             if ts == last:
-                self.samples[-1] = (ts, equity)
-                self.in_market[-1] = in_market
+                self.equity[-1] = equity
+                self.exposed[-1] = in_market
                 return
-        self.samples.append((ts, equity))
-        self.in_market.append(in_market)
+        times.append(ts)
+        self.equity.append(equity)
+        self.exposed.append(in_market)
 
     def record(self, portfolio: Any, currency: str, ts: int) -> None:
         """Sample a Portfolio: its equity in `currency` and whether any position is open."""
         self.add(ts, portfolio.equity(currency), portfolio.in_market())
 
+    @property
+    def samples(self) -> Samples:
+        """The samples as (ts, equity) pairs, made as they are read."""
+        return Samples(self.ts, self.equity)
+
+    @property
+    def in_market(self) -> list[bool]:
+        return [bool(x) for x in self.exposed]
+
     def __len__(self) -> int:
-        return len(self.samples)
+        return len(self.ts)
 
     def returns(self) -> list[float]:
-        """Simple returns between consecutive samples whose predecessor is positive."""
+        """Simple returns between consecutive samples whose predecessor is positive (an equity that did not move
+        is the same object, and its return exactly 0.0 without a division)."""
+        eq = self.equity
         out = []
-        for (_, a), (_, b) in zip(self.samples, self.samples[1:]):
+        append = out.append
+        for a, b in zip(eq, islice(eq, 1, None)):
             if a > 0:
-                out.append(float(b / a) - 1.0)
+                append(0.0 if a is b else float(b / a) - 1.0)
         return out
+
+
+class Samples(_Sequence):  # type: ignore[type-arg]
+    """A curve's (ts, equity) pairs over its columns: a read-only sequence, equal to the list of the same pairs."""
+
+    __slots__ = ("_ts", "_equity")
+
+    def __init__(self, ts: array, equity: list[Decimal]):  # type: ignore[type-arg]
+        self._ts, self._equity = ts, equity
+
+    def __len__(self) -> int:
+        return len(self._ts)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return list(zip(self._ts[i], self._equity[i]))
+        return self._ts[i], self._equity[i]
+
+    def __iter__(self) -> Iterator[tuple[int, Decimal]]:
+        return zip(self._ts, self._equity)
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == (list(other) if isinstance(other, (Samples, list, tuple)) else other)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 # ---- round trips -------------------------------------------------------------------------------------------
@@ -244,7 +289,7 @@ def infer_periods_per_year(samples: Sequence[tuple[int, Decimal]]) -> float | No
     """365 days divided by the median spacing of the samples; None with fewer than 2 or zero spacing."""
     if len(samples) < 2:
         return None
-    median = _median([b[0] - a[0] for a, b in zip(samples, samples[1:])])
+    median = _median([b[0] - a[0] for a, b in pairwise(samples)])
     if median <= 0:
         return None
     return YEAR_NS / median
@@ -525,9 +570,9 @@ def statistics(curve: EquityCurve, trips: "Iterable[RoundTrip] | RoundTrips",
         out["average_loss"] = (-gross_loss / len(losses)).quantize(Q18) if losses else None
         out["trips_pnl"] = sum(pnls, _ZERO)
 
-        out["exposure_time"] = sum(curve.in_market) / n if n else None
+        out["exposure_time"] = sum(curve.exposed) / n if n else None
 
-        avg_equity = sum((e for _, e in samples), _ZERO) / n if n else _ZERO
+        avg_equity = sum(curve.equity, _ZERO) / n if n else _ZERO
         out["traded_notional"] = traded.quantize(Q18)
         out["turnover"] = float(traded / avg_equity) if avg_equity > 0 else None
         if currency is None and len(fees) <= 1:

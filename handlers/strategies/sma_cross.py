@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from handlers.indicators import SMA
 from handlers.strategy import Strategy
 from schemas.names import ENDINGS
 
@@ -38,7 +39,8 @@ class SmaCross(Strategy):
         return {"crosses": {iid: c.snapshot() for iid, c in sorted(self.crosses.items())}}
 
     def restore(self, state: dict[str, Any]) -> None:
-        self.crosses = {iid: Cross.restore(c) for iid, c in state["crosses"].items()}
+        p = self.params
+        self.crosses = {iid: Cross.restore(c, p.fast, p.slow) for iid, c in state["crosses"].items()}
 
     def on_bar(self, bar: dict[str, Any]) -> None:
         p = self.params
@@ -47,8 +49,8 @@ class SmaCross(Strategy):
             return
         c = self.crosses.get(iid)
         if c is None:
-            c = self.crosses[iid] = Cross()
-        above = c.add(bar["close"], p.fast, p.slow)
+            c = self.crosses[iid] = Cross(p.fast, p.slow)
+        above = c.add(bar["close"])
         if above is None or above == c.above:
             return
         c.above = above
@@ -84,41 +86,28 @@ class SmaCross(Strategy):
 
 
 class Cross:
-    """One instrument's moving sums of closes, which side of the slow average the fast one is, the order on its
-    way."""
+    """One instrument's two averages of closes, which side of the slow one the fast one is, the order on its way."""
 
-    def __init__(self) -> None:
-        self.fast_window: deque[Decimal] = deque()
-        self.slow_window: deque[Decimal] = deque()
-        self.fast_sum = Decimal(0)
-        self.slow_sum = Decimal(0)
+    def __init__(self, fast: int, slow: int) -> None:
+        self.fast, self.slow = SMA(fast), SMA(slow)
         self.above: bool | None = None
         self.pending: str | None = None
 
-    def add(self, close: Decimal, fast: int, slow: int) -> bool | None:
+    def add(self, close: Decimal) -> bool | None:
         """Take a close in; whether the fast average is above the slow one (None until the slow window is full)."""
-        fw, sw = self.fast_window, self.slow_window
-        fw.append(close)
-        self.fast_sum += close
-        if len(fw) > fast:
-            self.fast_sum -= fw.popleft()
-        sw.append(close)
-        self.slow_sum += close
-        if len(sw) > slow:
-            self.slow_sum -= sw.popleft()
-        if len(sw) < slow:
-            return None
-        # fast_sum/fast > slow_sum/slow, compared without division so it stays exact
-        return self.fast_sum * slow > self.slow_sum * fast
+        self.fast.add(close)
+        self.slow.add(close)
+        return self.fast.above(self.slow)
 
     def snapshot(self) -> dict[str, Any]:
-        return {"fast_window": list(self.fast_window), "slow_window": list(self.slow_window),
-                "fast_sum": self.fast_sum, "slow_sum": self.slow_sum, "above": self.above, "pending": self.pending}
+        f, s = self.fast, self.slow
+        return {"fast_window": list(f.window), "slow_window": list(s.window), "fast_sum": f.total,
+                "slow_sum": s.total, "above": self.above, "pending": self.pending}
 
     @classmethod
-    def restore(cls, state: dict[str, Any]) -> Cross:
-        c = cls()
-        c.fast_window, c.slow_window = deque(state["fast_window"]), deque(state["slow_window"])
-        c.fast_sum, c.slow_sum, c.above, c.pending = (state["fast_sum"], state["slow_sum"], state["above"],
-                                                      state["pending"])
+    def restore(cls, state: dict[str, Any], fast: int, slow: int) -> Cross:
+        c = cls(fast, slow)
+        c.fast.window, c.slow.window = deque(state["fast_window"]), deque(state["slow_window"])
+        c.fast.total, c.slow.total, c.above, c.pending = (state["fast_sum"], state["slow_sum"], state["above"],
+                                                          state["pending"])
         return c
