@@ -62,9 +62,39 @@ class SMA(RollingSum):
 
     def above(self, other: SMA) -> bool | None:
         """Whether this average is above `other`, compared exactly (no division); None until both are full."""
-        if not (self.full and other.full):
+        if len(self.window) < self.n or len(other.window) < other.n:
             return None
         return self.total * other.n > other.total * self.n
+
+
+class AverageCross:
+    """Whether the fast simple average of a series is above the slow one (None until the slow window is full):
+    the two windows in one object, updated in one call — the signal of a crossover strategy at the cost of a few
+    exact additions a bar."""
+
+    __slots__ = ("fast", "slow")
+
+    def __init__(self, fast: int, slow: int):
+        if not 0 < fast < slow:
+            raise ValueError(f"an average cross needs 0 < fast < slow, got fast={fast} slow={slow}")
+        self.fast, self.slow = SMA(fast), SMA(slow)
+
+    def add(self, value: Decimal) -> bool | None:
+        f, s = self.fast, self.slow
+        fw, sw = f.window, s.window
+        fw.append(value)
+        if len(fw) > f.n:
+            f.total = f.total + value - fw.popleft()
+        else:
+            f.total += value
+        sw.append(value)
+        if len(sw) > s.n:
+            s.total = s.total + value - sw.popleft()
+        else:
+            s.total += value
+            if len(sw) < s.n:
+                return None
+        return f.total * s.n > s.total * f.n  # fast_sum / fast > slow_sum / slow, without a division
 
 
 class RollingMax:

@@ -94,11 +94,11 @@ class EquityCurve:
     def __len__(self) -> int:
         return len(self.ts)
 
-    def returns(self) -> list[float]:
-        """Simple returns between consecutive samples whose predecessor is positive (an equity that did not move
-        is the same object, and its return exactly 0.0 without a division)."""
+    def returns(self) -> array:  # type: ignore[type-arg]
+        """Simple returns between consecutive samples whose predecessor is positive, as doubles (8 bytes each; an
+        equity that did not move is the same object, and its return exactly 0.0 without a division)."""
         eq = self.equity
-        out = []
+        out = array("d")
         append = out.append
         for a, b in zip(eq, islice(eq, 1, None)):
             if a > 0:
@@ -539,7 +539,7 @@ def statistics(curve: EquityCurve, trips: "Iterable[RoundTrip] | RoundTrips",
     if ppy and len(rets) >= 2:
         if rate:
             per_period = (1.0 + rate) ** (1.0 / ppy) - 1.0
-            rets = [r - per_period for r in rets]
+            rets = array("d", (r - per_period for r in rets))
         mean = math.fsum(rets) / len(rets)
         var = math.fsum((r - mean) ** 2 for r in rets) / (len(rets) - 1)
         std = math.sqrt(var)

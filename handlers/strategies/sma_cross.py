@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from handlers.indicators import SMA
+from handlers.indicators import AverageCross
 from handlers.strategy import Strategy
 from schemas.names import ENDINGS
 
@@ -89,25 +89,20 @@ class Cross:
     """One instrument's two averages of closes, which side of the slow one the fast one is, the order on its way."""
 
     def __init__(self, fast: int, slow: int) -> None:
-        self.fast, self.slow = SMA(fast), SMA(slow)
+        self.averages = AverageCross(fast, slow)
+        self.add = self.averages.add  # take a close in; whether fast is above slow (None until slow is full)
         self.above: bool | None = None
         self.pending: str | None = None
 
-    def add(self, close: Decimal) -> bool | None:
-        """Take a close in; whether the fast average is above the slow one (None until the slow window is full)."""
-        self.fast.add(close)
-        self.slow.add(close)
-        return self.fast.above(self.slow)
-
     def snapshot(self) -> dict[str, Any]:
-        f, s = self.fast, self.slow
+        f, s = self.averages.fast, self.averages.slow
         return {"fast_window": list(f.window), "slow_window": list(s.window), "fast_sum": f.total,
                 "slow_sum": s.total, "above": self.above, "pending": self.pending}
 
     @classmethod
     def restore(cls, state: dict[str, Any], fast: int, slow: int) -> Cross:
         c = cls(fast, slow)
-        c.fast.window, c.slow.window = deque(state["fast_window"]), deque(state["slow_window"])
-        c.fast.total, c.slow.total, c.above, c.pending = (state["fast_sum"], state["slow_sum"], state["above"],
-                                                          state["pending"])
+        f, s = c.averages.fast, c.averages.slow
+        f.window, s.window = deque(state["fast_window"]), deque(state["slow_window"])
+        f.total, s.total, c.above, c.pending = state["fast_sum"], state["slow_sum"], state["above"], state["pending"]
         return c

@@ -203,12 +203,15 @@ def run_backtest(log: Log, spec: BacktestSpec, *, run_id: str | None = None,
             prefix = f"{spec.source}:"
             process = engine.process
             stack.enter_context(no_cycle_collection())
+            fills, exposed = -1, False
             for seq, ts, name, data in chain((first,), rows):  # the hot loop
                 process(name, data, ts, prefix + str(seq))
                 # the risk state keeps equity current incrementally (exactly equal to portfolio.equity)
                 equity = risk.equity if risk.currency == currency and risk.equity is not None \
                     else portfolio.equity(currency)
-                curve.add(ts, equity, portfolio.in_market())
+                if portfolio.fill_count != fills:  # positions move only on fills
+                    fills, exposed = portfolio.fill_count, portfolio.in_market()
+                curve.add(ts, equity, exposed)
                 if len(marks) != len(benchmark.first):
                     benchmark.observe(marks, ts)
                 n += 1

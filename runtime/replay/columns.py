@@ -274,23 +274,33 @@ def build(defs: list[tuple[Row, str]], market: Iterator[Row], key: ColumnsKey, i
 class Table:
     """One table of a columns file: the rows of a ts slice, made into Python objects a chunk at a time."""
 
-    def __init__(self, header: dict[str, Any], take: Callable[[int], memoryview]):
+    def __init__(self, header: dict[str, Any], take: Callable[[int], tuple[int, memoryview]],
+                 drop: Callable[[int, int], None] | None = None):
         self.rows_total = n = header["rows"]
+        self._drop = drop  # gives a consumed byte range of an mmap'd file back (it stays in the page cache)
+        self._starts: list[int] = []  # where each 8-byte column of a one-type table begins, for drop
 
-        self.seq = take(8 * n).cast("q")
-        self.ts = take(8 * n).cast("q")
+        def col(nbytes: int) -> memoryview:
+            at, m = take(nbytes)
+            self._starts.append(at)
+            return m.cast("q")
+
+        self.seq = col(8 * n)
+        self.ts = col(8 * n)
         self.kinds = self.kpos = None
         if len(header["types"]) > 1:
-            self.kinds, self.kpos = take(8 * n).cast("q"), take(8 * n).cast("q")
+            self.kinds, self.kpos = col(8 * n), col(8 * n)
+            self._drop = None  # several types: the columns are read at several speeds
         self.types: list[tuple[str, Callable[..., Iterator[tuple[int, int, str, dict[str, Any]]]], list[Any]]] = []
         for t in header["types"]:
             cols: list[Any] = []
             for f in t["fields"]:
                 m = t["rows"]
                 if f["kind"] == "text":
-                    cols.append((take(8 * (m + 1)).cast("q"), take(f["bytes"])))
+                    cols.append((take(8 * (m + 1))[1].cast("q"), take(f["bytes"])[1]))
+                    self._drop = None
                 else:
-                    cols.append(take(8 * m).cast("q"))
+                    cols.append(col(8 * m))
             self.types.append((t["name"], _row_maker(t["name"], t["fields"]), cols))
 
     def rows(self, from_ts: int | None = None, to_ts: int | None = None) -> Iterator[Row]:
@@ -299,9 +309,13 @@ class Table:
         b = self.rows_total if to_ts is None else bisect_left(self.ts, to_ts)
         if len(self.types) == 1:
             make, cols = self.types[0][1], self.types[0][2]
+            drop, starts = self._drop, self._starts
             for i in range(a, b, CHUNK):
                 j = min(b, i + CHUNK)
                 yield from make(self.seq[i:j].tolist(), self.ts[i:j].tolist(), *[_part(c, i, j) for c in cols])
+                if drop is not None:  # what was read is not held: a long slice costs no more memory than a short
+                    for at in starts:
+                        drop(at + 8 * a, at + 8 * j)
             return
         for i in range(a, b, CHUNK):  # several types: each row from its own type's columns
             j = min(b, i + CHUNK)
@@ -331,16 +345,24 @@ class SourceColumns:
         self._view = view = memoryview(buf)
         pos = start
 
-        def take(nbytes: int) -> memoryview:
+        def take(nbytes: int) -> tuple[int, memoryview]:
             nonlocal pos
-            m = view[pos:pos + nbytes]
+            at, m = pos, view[pos:pos + nbytes]
             pos += nbytes + (-nbytes % 8)
-            return m
+            return at, m
 
         defs = Table(header["tables"]["defs"], take)
         self.defs = list(zip(defs.rows(), header["def_keys"]))
         defs.release()
-        self.market = Table(header["tables"]["market"], take)
+        self.market = Table(header["tables"]["market"], take, self._drop if isinstance(buf, mmap.mmap) else None)
+
+    def _drop(self, start: int, end: int) -> None:
+        """Give the whole pages of [start, end) back: a file-backed page is read again from the page cache if ever
+        touched again, so this only lowers what the process holds."""
+        page = mmap.PAGESIZE
+        lo, hi = -(-start // page) * page, end // page * page
+        if hi > lo:
+            self._buf.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
 
     def close(self) -> None:
         self.market.release()

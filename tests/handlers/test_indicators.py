@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 
-from handlers.indicators import SMA, RollingMax, RollingMin, RollingSum
+from handlers.indicators import SMA, AverageCross, RollingMax, RollingMin, RollingSum
 from schemas.decimals import ARITHMETIC
 
 
@@ -22,10 +22,12 @@ def values(seed: int, n: int = 400) -> list[Decimal]:
 def test_each_indicator_equals_the_brute_force_answer_over_its_window(seed: int, n: int) -> None:
     xs = values(seed)
     s, a, b, hi, lo = RollingSum(n), SMA(n), SMA(n + 2), RollingMax(n), RollingMin(n)
+    cross = AverageCross(n, n + 2)
     with localcontext(ARITHMETIC):
         for i, x in enumerate(xs):
             for ind in (s, a, b, hi, lo):
                 ind.add(x)
+            assert cross.add(x) == a.above(b)
             window = xs[max(0, i + 1 - n):i + 1]
             assert s.total == sum(window, Decimal(0))
             full = i + 1 >= n
