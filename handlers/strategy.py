@@ -2,8 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
+import importlib.util
+import inspect
+import os
+import sys
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from schemas.errors import TapeError
@@ -76,23 +82,83 @@ class Strategy:
 
 BUILTINS = {
     "sma_cross": "handlers.strategies.sma_cross:SmaCross",
+    "breakout": "handlers.strategies.breakout:Breakout",
     "market_maker": "handlers.strategies.market_maker:MarketMaker",
 }
 
 
 def load_strategy(spec: str) -> type[Strategy]:
-    """A strategy class by built-in name or 'module:Class'."""
+    """A strategy class by built-in name, 'module:Class' (the current directory importable) or 'path/file.py:Class'."""
     target = BUILTINS.get(spec, spec)
-    if ":" not in target:
-        raise TapeError(f"unknown strategy {spec!r}: use one of {', '.join(sorted(BUILTINS))} or module:Class")
-    module, _, cls_name = target.partition(":")
+    module, sep, cls_name = target.rpartition(":")
+    if not sep or not module or not cls_name:
+        raise TapeError(f"unknown strategy {spec!r}: use one of {', '.join(sorted(BUILTINS))}, module:Class or "
+                        "./file.py:Class")
     try:
-        cls = getattr(importlib.import_module(module), cls_name)
-    except (ImportError, AttributeError) as e:
-        raise TapeError(f"cannot load strategy {spec!r} ({e}): check the module path and class name") from None
+        if module.endswith(".py") or "/" in module or os.sep in module:
+            mod = _from_file(Path(module), spec)
+        else:
+            if os.getcwd() not in sys.path and "" not in sys.path:
+                sys.path.insert(0, os.getcwd())
+            mod = importlib.import_module(module)
+        cls = getattr(mod, cls_name)
+    except TapeError:
+        raise
+    except AttributeError:
+        raise TapeError(f"strategy {spec!r}: {module} has no class {cls_name!r}; check the name after the colon") \
+            from None
+    except Exception as e:  # the user's module failed while importing: say where, in one line
+        raise TapeError(f"cannot load strategy {spec!r}: {_where(e)}; fix the module or the path") from None
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):
-        raise TapeError(f"{spec!r} is not a tape Strategy subclass")
+        raise TapeError(f"{spec!r} is not a tape Strategy subclass: derive it from handlers.strategy.Strategy")
     return cls
+
+
+def _from_file(path: Path, spec: str) -> Any:
+    if not path.is_file():
+        raise TapeError(f"strategy {spec!r}: no file {path}; give the path of a .py file and the class, e.g. "
+                        "./mystrat.py:MyStrategy")
+    path = path.resolve()
+    name = f"tape_strategy_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"  # one module per file
+    found = importlib.util.spec_from_file_location(name, path)
+    if found is None or found.loader is None:
+        raise TapeError(f"strategy {spec!r}: {path} cannot be imported as Python; give a .py file")
+    mod = importlib.util.module_from_spec(found)
+    sys.modules[name] = mod  # dataclasses (Params) look their module up while the class is made
+    try:
+        found.loader.exec_module(mod)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return mod
+
+
+def _where(e: BaseException) -> str:
+    """An exception as one line, with the file and line of the user's code where it happened."""
+    text = f"{type(e).__name__}: {' '.join(str(e).split())}"
+    if isinstance(e, SyntaxError):
+        return f"{text} ({e.filename}, line {e.lineno})"
+    tb = e.__traceback__
+    last = None
+    while tb is not None:
+        last = tb
+        tb = tb.tb_next
+    return f"{text} ({last.tb_frame.f_code.co_filename}, line {last.tb_lineno})" if last is not None else text
+
+
+def strategy_code(cls: type[Strategy]) -> str | None:
+    """A hash of the source file of a strategy that lives outside tape (None for tape's own, which the code version
+    covers): a run records the code that decided it, so an edited strategy is a new run, never an old result."""
+    try:
+        source = inspect.getsourcefile(cls)
+    except TypeError:
+        return None
+    if source is None:
+        return None
+    path = Path(source).resolve()
+    if Path(__file__).resolve().parent in path.parents:  # handlers/…: tape's own
+        return None
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
 def parse_params(cls: type[Strategy], raw: dict[str, str]) -> Any:

@@ -15,7 +15,7 @@ from eventstore.store import Log
 from handlers.queue import OutboundQueue, QueueConfig
 from handlers.risk.engine import RiskEngine
 from handlers.risk.limits import RiskLimits
-from handlers.strategy import load_strategy, params_as_strings, parse_params
+from handlers.strategy import load_strategy, params_as_strings, parse_params, strategy_code
 from handlers.venues.sim.config import VenueConfig
 from handlers.venues.sim.venue import SimulatedVenue
 from projections.interventions import Interventions
@@ -55,6 +55,12 @@ def code_version() -> str:
     except PackageNotFoundError:
         v = "0"
     return f"{v}+{h.hexdigest()[:12]}"
+
+
+def run_code_version(strategy_cls: type) -> str:
+    """The code a run records: tape's (code_version) and, for a strategy from outside tape, its file's hash."""
+    own = strategy_code(strategy_cls)
+    return code_version() + (f"+strategy.{own}" if own else "")
 
 
 @dataclass
@@ -149,13 +155,13 @@ def run_backtest(log: Log, spec: BacktestSpec, *, run_id: str | None = None,
     exists; a run that fails or is interrupted part way records why (RunStopped) after its last whole step. The
     source is read from its columns file (runtime/replay/columns.py: built on first use, `build_progress` counting
     its events) unless `cache` is off; the run is the same byte for byte either way."""
-    version = code_version()
+    strategy_cls = load_strategy(spec.strategy)
+    version = run_code_version(strategy_cls)
     spec = pinned(log, spec)
     run_id = run_id or spec.run_id(version)
     target = into if into is not None else log
     if run_id in target.namespaces():
         raise RunExists(run_id)
-    strategy_cls = load_strategy(spec.strategy)
     params = parse_params(strategy_cls, spec.params)
     started = {"run_id": run_id, "mode": "BACKTEST", "strategy": spec.strategy, "params": params_as_strings(params),
                "config": canonical_json(spec.configs()), "code_version": version, "source_namespace": spec.source,

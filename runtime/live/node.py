@@ -43,7 +43,7 @@ from handlers.venues.sim.config import VenueConfig
 from handlers.venues.sim.venue import SimulatedVenue
 from projections.snapshot import Snapshot, read_snapshot
 from projections.state import State
-from runtime.backtest.runner import code_version
+from runtime.backtest.runner import run_code_version
 from runtime.engine.loop import HANDLER_STATE_VERSION, Engine
 from runtime.live.resume import Replayed, ReplayWriter, replay_inputs
 from runtime.replay.recovery import run_started
@@ -302,7 +302,8 @@ class LiveNode:
         now = self.venue_clock.now()
         started = {"run_id": spec.namespace, "mode": "PAPER" if spec.paper else "LIVE", "strategy": spec.strategy,
                    "params": params_as_strings(self.params), "config": canonical_json(spec.configs()),
-                   "code_version": code_version(), "source_namespace": None, "source_from_ts": None,
+                   "code_version": run_code_version(self.strategy_cls), "source_namespace": None,
+                   "source_from_ts": None,
                    "source_to_ts": None, "seed": None}
         markets = self.exchange.markets
         for iid, symbol in sorted(self.symbols.items()):
