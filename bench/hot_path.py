@@ -43,9 +43,9 @@ from runtime.backtest.runner import BacktestSpec, run_backtest
 
 
 def spec(fast: int = 10, slow: int = 30, signals: bool = False) -> BacktestSpec:
-    """sma_cross as the peers run it; signals only is quantity 0 (the crossings computed, no order ever sized)."""
-    return BacktestSpec(source="src", strategy="sma_cross",
-                        params={"fast": str(fast), "slow": str(slow), "quantity": "0" if signals else "1"},
+    """sma_cross as the peers run it; signals only: its crossings computed, no order (bench/signals.py)."""
+    return BacktestSpec(source="src", strategy=f"{HERE / 'signals.py'}:SmaSignals" if signals else "sma_cross",
+                        params={"fast": str(fast), "slow": str(slow), "quantity": "1"},
                         venue=parse_venue_config({"starting_balances": {"USDT": "10000000"}, **PEER_FILLS}))
 
 

@@ -47,6 +47,10 @@ class BadTime(TapeError):
     """A time value that none of the accepted formats reads."""
 
 
+class TimeOutOfRange(BadTime):
+    """A well-formed time that nanoseconds since 1970 in 64 bits cannot hold."""
+
+
 def parse_iso(text: str) -> int | None:
     """ISO-8601 date or datetime to epoch ns (naive = UTC); None if the text is not ISO-shaped."""
     m = _ISO.match(text.strip())
@@ -71,11 +75,12 @@ def parse_iso(text: str) -> int | None:
 def parse_time(text: str) -> int:
     """A CLI TIME: ISO-8601 or integer epoch nanoseconds."""
     value = text.strip()
-    if _INT.match(value):
-        return int(value)
-    ns = parse_iso(value)
+    ns = int(value) if _INT.match(value) else parse_iso(value)
     if ns is None:
         raise BadTime(f"bad time {text!r}: use {TIME_FORMATS}")
+    if not -(1 << 63) <= ns < 1 << 63:
+        raise TimeOutOfRange(f"time {text!r} is beyond what a time can be (nanoseconds since 1970 reach 2262-04-11); "
+                      "give an earlier one, or leave the option out for 'up to what is committed'")
     return ns
 
 

@@ -6,6 +6,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
 from handlers.strategy import Strategy
+from schemas.errors import TapeError
 
 
 class MarketMaker(Strategy):
@@ -22,6 +23,9 @@ class MarketMaker(Strategy):
 
     def __init__(self, params: "MarketMaker.Params", ctx: Any):
         super().__init__(params, ctx)
+        if params.spread <= 0 or params.quantity <= 0 or params.max_inventory < 0:
+            raise TapeError(f"market_maker: need spread > 0, quantity > 0 and max_inventory >= 0, got spread="
+                            f"{params.spread} quantity={params.quantity} max_inventory={params.max_inventory}")
         self.quotes: dict[str, str] = {}  # side → client order id
 
     def snapshot(self) -> dict[str, Any]:

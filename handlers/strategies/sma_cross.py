@@ -8,6 +8,7 @@ from typing import Any
 
 from handlers.indicators import AverageCross
 from handlers.strategy import Strategy
+from schemas.errors import TapeError
 from schemas.names import ENDINGS
 
 TERMINAL = frozenset(ENDINGS + ("RiskRejected",))
@@ -30,9 +31,10 @@ class SmaCross(Strategy):
     def __init__(self, params: "SmaCross.Params", ctx: Any):
         super().__init__(params, ctx)
         if not 0 < params.fast < params.slow:
-            from eventstore.errors import TapeError
-
             raise TapeError(f"sma_cross: need 0 < fast < slow, got fast={params.fast} slow={params.slow}")
+        if params.quantity <= 0:
+            raise TapeError(f"sma_cross: quantity must be > 0 (the position it holds when long), got "
+                            f"{params.quantity}")
         self.crosses: dict[str, Cross] = {}  # instrument → its averages (each instrument is traded on its own)
 
     def snapshot(self) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from runtime.times import TIME_FORMATS, format_ns, parse_time
+from runtime.times import TIME_FORMATS, TimeOutOfRange, format_ns, parse_time
 from schemas.errors import TapeError
 
 
@@ -38,6 +38,8 @@ def time_option(value: Optional[str], option: str) -> Optional[int]:
         return None
     try:
         return parse_time(value)
+    except TimeOutOfRange as e:
+        raise TapeError(f"{option}: {e}") from None
     except TapeError:
         raise TapeError(f"{option}: bad time {value!r}; use {TIME_FORMATS}") from None
 

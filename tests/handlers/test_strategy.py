@@ -100,3 +100,16 @@ def test_timer_cancels_a_stop_limit_order_in_event_time(tmp_path: Path) -> None:
     canceled = [d for n, _, d in events if n == "OrderCanceled"]
     assert [c["client_order_id"] for c in canceled] == [intent["client_order_id"]]
     assert "OrderFilled" not in names
+
+
+def test_built_in_strategies_refuse_a_quantity_that_cannot_trade() -> None:
+    import pytest
+
+    from handlers.strategies.breakout import Breakout
+    from handlers.strategies.market_maker import MarketMaker
+    from schemas.errors import TapeError
+
+    for cls, raw in ((SmaCross, {"quantity": "0"}), (SmaCross, {"quantity": "-1"}), (Breakout, {"quantity": "0"}),
+                     (MarketMaker, {"quantity": "-0.1"}), (MarketMaker, {"spread": "0"})):
+        with pytest.raises(TapeError, match="> 0"):
+            cls(parse_params(cls, raw), None)

@@ -136,3 +136,16 @@ def test_format_ns_round_trips():
     assert format_ns(JAN1) == "2024-01-01T00:00:00Z"
     assert format_ns(JAN1 + 500_000_000) == "2024-01-01T00:00:00.500Z"
     assert format_ns(JAN1 + 1) == "2024-01-01T00:00:00.000000001Z"
+
+
+def test_a_time_past_what_nanoseconds_hold_is_refused_by_name() -> None:
+    import pytest
+
+    from runtime.cli.output import time_option
+    from runtime.times import parse_time
+    from schemas.errors import TapeError
+
+    assert parse_time("2262-04-11T00:00:00") > 0
+    for text in ("9999-12-31T23:59:59", "3000-01-01", str(1 << 63)):
+        with pytest.raises(TapeError, match="beyond what a time can be"):
+            time_option(text, "--to")

@@ -14,7 +14,8 @@ from schemas.decimals import ONE as _ONE
 from schemas.errors import TapeError
 
 CONFIG_KEYS = ("name", "starting_balances", "latency_ms", "latency_ns", "market_fill", "volume_participation",
-               "maker_fee", "taker_fee", "account_type", "leverage", "emit_account_state", "report_currency")
+               "maker_fee", "taker_fee", "allow_rebates", "account_type", "leverage", "emit_account_state",
+               "report_currency")
 
 
 class VenueConfigError(TapeError):
@@ -36,6 +37,7 @@ class VenueConfig:
     leverage: Decimal = _ONE
     emit_account_state: bool = False
     report_currency: str | None = None  # read by the research runtime for statistics; not by the venue
+    allow_rebates: bool = False  # a negative maker/taker fee (a rebate) is meant, not a sign typed wrong
 
     def fee_rate(self, inst: Any, liquidity: str) -> Decimal:
         """The fee rate of a fill: this config's maker/taker rate, else the instrument's."""
@@ -54,6 +56,8 @@ class VenueConfig:
             value = getattr(self, key)
             if value is not None:
                 out[key] = dict(value) if key == "starting_balances" else value
+        if self.allow_rebates:  # only when set: the configs (and ids) of runs without it stay as they were
+            out["allow_rebates"] = True
         return out
 
 
@@ -94,6 +98,9 @@ def _normalize(raw: dict[str, Any], where: str) -> dict[str, Any]:
                 if not isinstance(cur, str) or not cur:
                     raise VenueConfigError(f"{where}: starting_balances has an empty currency name")
                 bal[cur] = _decimal(amount, f"starting_balances.{cur}", where)
+                if bal[cur] < 0:
+                    raise VenueConfigError(f"{where}: starting_balances.{cur} = {amount!r} is negative; a starting "
+                                           "balance is what the account holds, 0 or more")
             out[key] = bal
         elif key in ("latency_ms", "latency_ns"):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or (
@@ -129,9 +136,9 @@ def _normalize(raw: dict[str, Any], where: str) -> dict[str, Any]:
             if d <= 0:
                 raise VenueConfigError(f"{where}: leverage must be > 0, got {value!r}")
             out[key] = d
-        elif key == "emit_account_state":
+        elif key in ("emit_account_state", "allow_rebates"):
             if not isinstance(value, bool):
-                raise VenueConfigError(f"{where}: emit_account_state must be true or false, got {value!r}")
+                raise VenueConfigError(f"{where}: {key} must be true or false, got {value!r}")
             out[key] = value
     if "latency_ms" in out and "latency_ns" in out:
         raise VenueConfigError(f"{where}: give latency_ms or latency_ns, not both")
@@ -145,10 +152,14 @@ def parse_venue_config(raw: dict[str, Any] | None, where: str = "venue config") 
     if "latency_ms" in c:
         latency = int(Decimal(str(c["latency_ms"])) * 1_000_000)
     part = c.get("volume_participation", _ONE)
+    for key in ("maker_fee", "taker_fee"):
+        if c.get(key) is not None and c[key] < 0 and not c.get("allow_rebates", False):
+            raise VenueConfigError(f"{where}: {key} = {str(c[key])!r} is negative (a rebate): set allow_rebates = "
+                                   "true if the venue pays it, else give the fee as a positive rate")
     return VenueConfig(name=c.get("name", "SIM"), starting_balances=c.get("starting_balances"), latency_ns=latency,
                        market_fill=c.get("market_fill", "next_open"),
                        volume_participation=None if part == "unlimited" else part,
                        maker_fee=c.get("maker_fee"), taker_fee=c.get("taker_fee"),
                        account_type=c.get("account_type", "cash"), leverage=c.get("leverage", _ONE),
                        emit_account_state=c.get("emit_account_state", False),
-                       report_currency=c.get("report_currency"))
+                       report_currency=c.get("report_currency"), allow_rebates=c.get("allow_rebates", False))

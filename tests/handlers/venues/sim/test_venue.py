@@ -463,7 +463,7 @@ def test_unlimited_volume_ignores_zero_volume_bars():
 
 
 def test_fees_maker_and_taker_from_config_override_the_instrument():
-    sim = Sim({"maker_fee": "-0.0001", "taker_fee": "0.0005"})
+    sim = Sim({"maker_fee": "-0.0001", "taker_fee": "0.0005", "allow_rebates": True})
     sim.feed(bar(0, "100", "101", "99", "100"))
     sim.submit(order("t", qty="3"), T0 + MIN)
     sim.submit(order("m", qty="3", order_type="LIMIT", price="99.5"), T0 + MIN)
@@ -808,3 +808,15 @@ def test_a_venue_that_drops_what_the_answers_need_is_caught(broken, monkeypatch)
         restored = Sim({"market_fill": "same_close", "volume_participation": "unlimited"})
         restored.venue.restore(finished_history(3000).venue.snapshot())
         assert answers(restored) != expected
+
+
+def test_nonsense_settings_are_refused_in_one_line():
+    from handlers.venues.sim.config import VenueConfigError, parse_venue_config
+
+    with pytest.raises(VenueConfigError, match=r"starting_balances.USDT = '-5' is negative"):
+        parse_venue_config({"starting_balances": {"USDT": "-5"}})
+    with pytest.raises(VenueConfigError, match="taker_fee = '-0.001' is negative .* allow_rebates = true"):
+        parse_venue_config({"taker_fee": "-0.001"})
+    rebate = parse_venue_config({"maker_fee": "-0.0001", "allow_rebates": True})
+    assert rebate.maker_fee == D("-0.0001") and parse_venue_config(rebate.canonical()) == rebate  # recorded, parsed
+    assert "allow_rebates" not in parse_venue_config({"maker_fee": "0.0001"}).canonical()  # old configs unchanged
