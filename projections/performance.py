@@ -471,6 +471,37 @@ class BuyAndHold:
         return {"instruments": per, "return": total, "annualized_return": annual}
 
 
+def instrument_statistics(trips: RoundTrips) -> dict[str, dict[str, Any]]:
+    """Per instrument, what its own trips made: closed round trips, wins, win rate, profit factor, PnL after the
+    fees of its trips (in the trips' currency), fees and fills — the open trip's fills and fees included."""
+    out: dict[str, dict[str, Any]] = {}
+    with localcontext(_CTX):
+        for t in trips.closed:
+            s = out.setdefault(t.instrument_id, _instrument_row(t.currency))
+            pnl = t.pnl
+            s["round_trips"] += 1
+            s["wins"] += pnl > 0
+            s["gross_win"] += max(pnl, _ZERO)
+            s["gross_loss"] -= min(pnl, _ZERO)
+            s["trips_pnl"] += pnl
+            s["fees"] += t.fees
+            s["fills"] += t.fills
+        for iid, t in trips.open.items():
+            s = out.setdefault(iid, _instrument_row(t.currency))
+            s["fees"] += t.fees
+            s["fills"] += t.fills
+    for s in out.values():
+        gross_win, gross_loss = s.pop("gross_win"), s.pop("gross_loss")
+        s["win_rate"] = s["wins"] / s["round_trips"] if s["round_trips"] else None
+        s["profit_factor"] = float(gross_win / gross_loss) if gross_loss > 0 else None
+    return dict(sorted(out.items()))
+
+
+def _instrument_row(currency: str) -> dict[str, Any]:
+    return {"currency": currency, "round_trips": 0, "wins": 0, "gross_win": _ZERO, "gross_loss": _ZERO,
+            "trips_pnl": _ZERO, "fees": _ZERO, "fills": 0}
+
+
 def statistics(curve: EquityCurve, trips: "Iterable[RoundTrip] | RoundTrips",
                fills: Sequence[Mapping[str, Any]] | None = None, periods_per_year: float | None = None, *,
                currency: str | None = None, multipliers: Mapping[str, Decimal] | None = None,

@@ -8,7 +8,15 @@ from typing import Any
 from eventstore.store import Log
 from handlers.venues.sim.config import VenueConfig, parse_venue_config
 from projections.interventions import Interventions
-from projections.performance import Annualisation, BuyAndHold, EquityCurve, RoundTrips, drawdowns, statistics
+from projections.performance import (
+    Annualisation,
+    BuyAndHold,
+    EquityCurve,
+    RoundTrips,
+    drawdowns,
+    instrument_statistics,
+    statistics,
+)
 from projections.state import State
 from runtime.backtest.runner import COMPLETE, FAILED, INTERRUPTED, BacktestResult, report_currency
 from runtime.replay.merge import merged, source_instruments
@@ -131,6 +139,7 @@ def run_report(result: BacktestResult, started: dict[str, Any] | None = None, *,
         "interventions": result.interventions.summary(stats["start_ts"], stats["end_ts"]),
         "venue": _venue(result, config.get("venue", {})),
         "round_trips": _trips_json(result.trips),
+        "instruments": instrument_statistics(result.trips),
         "positions": _positions(result),
         "balances": dict(sorted(pf.balances.items())),
         "events_in": result.events_in,

@@ -121,6 +121,14 @@ def _print_report(report: dict[str, Any]) -> None:
     for label, value, detail in _figures(report):
         table.add_row(label, value, detail)
     console.print(table)
+    if len(report["instruments"]) > 1:  # what each instrument's own trips made, next to the totals above
+        per = output.table("instrument", "round trips", "win rate", "profit factor", "trips pnl", "fees", "fills",
+                           right=("round trips", "win rate", "profit factor", "trips pnl", "fees", "fills"))
+        for iid, s in report["instruments"].items():
+            per.add_row(iid, f"{s['round_trips']:,}", _pct(s["win_rate"]), _ratio(s["profit_factor"]),
+                        _money(s["trips_pnl"], s["currency"], sign=True), _money(s["fees"], s["currency"]),
+                        f"{s['fills']:,}")
+        console.print(per)
     for line in _position_lines(report["positions"], cur):
         console.print(line)
     for line in _intervention_lines(report["interventions"]):

@@ -73,3 +73,20 @@ def test_the_same_two_imports_give_byte_identical_run_logs(tmp_path: Path) -> No
     for rel in files[0]:
         if rel != ".lock":
             assert (a / ra / rel).read_bytes() == (b / rb / rel).read_bytes(), rel
+
+
+def test_each_instrument_has_its_own_figures_that_add_up_to_the_run(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    ingest_pair(store, rows=1500)
+    out = json.loads(tape(store, *BT).stdout)
+    per, stats = out["instruments"], out["statistics"]
+    assert set(per) == {BTC, ETH} and all(s["round_trips"] > 0 for s in per.values())
+    assert sum(s["round_trips"] for s in per.values()) == stats["round_trips"]
+    assert sum(s["fills"] for s in per.values()) == stats["fills"]
+    assert sum(Decimal(s["trips_pnl"]) for s in per.values()) == Decimal(stats["trips_pnl"])
+    assert sum(Decimal(s["fees"]) for s in per.values()) == Decimal(stats["fees_paid"])
+    human = tape(store, *BT[:-1]).stdout  # the stored run again, as a trader reads it
+    rows = [line for line in human.splitlines() if line.lstrip().startswith((BTC, ETH))]
+    assert len(rows) == 2 and all("USDT" in r for r in rows)
+    shown = json.loads(tape(store, "runs", "show", out["run_id"], "--json").stdout)
+    assert shown["instruments"] == per
