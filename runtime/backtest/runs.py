@@ -19,7 +19,8 @@ from projections.performance import (
 )
 from projections.state import State
 from runtime.backtest.runner import COMPLETE, FAILED, INTERRUPTED, BacktestResult, report_currency
-from runtime.replay.merge import merged, source_instruments
+from runtime.replay.columns import source_events
+from runtime.replay.merge import merged
 from runtime.times import format_ns
 from schemas.decimals import ARITHMETIC
 from schemas.errors import TapeError
@@ -174,11 +175,12 @@ def rebuild_run(log: Log, run: str, *, curve: bool = False, rejections: bool = F
     config = json.loads(started["config"])
     annualisation = Annualisation.parse(config.get("statistics", {}), f"{run} RunStarted.config statistics")
     with decimal.localcontext(ARITHMETIC):
-        for e in source_instruments(log, started):
-            state.apply("InstrumentDefined", e.data, e.ts_event)
+        definitions, market = source_events(log, started)
+        for _seq, ts, name, data in definitions:
+            state.apply(name, data, ts)
         currency = report_currency(state, parse_venue_config(config.get("venue", {})))
         n = 0
-        for kind, e in merged(log, run, started):
+        for kind, e in merged(log, run, started, market=market):
             if kind == "sample":
                 equity.add(e.ts_event, state.portfolio.equity(currency), state.portfolio.in_market())
                 benchmark.observe(state.market.last_price, e.ts_event)

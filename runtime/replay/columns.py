@@ -556,6 +556,23 @@ def source_rows(log: Log, started: dict[str, Any], *, cache: bool = True,
     return SourceRows(starting(found.defs), _closing(found, found.market.rows(from_ts, to_ts)), state)
 
 
+class RowEvent:
+    """A market row in the shape of a replayed Event (seq, ts_event, name, data): what merged() and the folds
+    read of a source event."""
+
+    __slots__ = ("seq", "ts_event", "name", "data")
+
+    def __init__(self, row: Row):
+        self.seq, self.ts_event, self.name, self.data = row
+
+
+def source_events(log: Log, started: dict[str, Any]) -> tuple[list[Row], Iterator[RowEvent]]:
+    """A run's instrument definitions and market events, read as source_rows reads them (its columns when they
+    match): for the folds that rebuild a run (`tape runs show`)."""
+    got = source_rows(log, started)
+    return got.definitions, (RowEvent(r) for r in got.market)
+
+
 def _counted(rows: Iterator[Row], progress: Callable[[int], None] | None) -> Iterator[Row]:
     for n, r in enumerate(rows, 1):
         yield r

@@ -8,7 +8,7 @@ at the run's horizon (RunStarted.source_to_seq): what was appended to the source
 from __future__ import annotations
 
 import heapq
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from eventstore.replay import Event
 from eventstore.store import Log
@@ -86,12 +86,13 @@ def source_market(log: Log, started: dict[str, Any], *, from_seq: int = 1) -> So
 
 
 def merged(log: Log, run: str, started: dict[str, Any], *, run_from_seq: int = 1,
-            source_from_seq: int = 1) -> Iterator[tuple[str, Event]]:
+            source_from_seq: int = 1, market: Iterable[Any] | None = None) -> Iterator[tuple[str, Event]]:
     """Source market events and the run's events in the order the engine processed them.
 
     Each run step starts with an event caused by its input (the source event id) or by a timer (no cause);
     every later event of the step is caused by an event of the run itself. From a step boundary (a snapshot's
-    point), start at run_from_seq and at the source event after the snapshot's last input.
+    point), start at run_from_seq and at the source event after the snapshot's last input. `market`: the source's
+    events as the caller read them (from its columns: runtime/replay/columns.py source_events), from the start.
     """
     source = started["source_namespace"]
     run_prefix = f"{run}:"
@@ -101,7 +102,9 @@ def merged(log: Log, run: str, started: dict[str, Any], *, run_from_seq: int = 1
     def cause(e: Event) -> str | None:
         return e.envelope["causation_id"]
 
-    for s in source_market(log, started, from_seq=source_from_seq):
+    if market is None:
+        market = source_market(log, started, from_seq=source_from_seq)
+    for s in market:
         sid = event_id(source, s.seq)
         while peek is not None and peek.envelope["ts_init"] <= s.ts_event and (
                 cause(peek) is None or cause(peek).startswith(run_prefix)):
