@@ -83,6 +83,7 @@ class Strategy:
 BUILTINS = {
     "sma_cross": "handlers.strategies.sma_cross:SmaCross",
     "breakout": "handlers.strategies.breakout:Breakout",
+    "pairs": "handlers.strategies.pairs:Pairs",
     "market_maker": "handlers.strategies.market_maker:MarketMaker",
 }
 

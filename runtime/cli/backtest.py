@@ -116,7 +116,7 @@ def _print_report(report: dict[str, Any]) -> None:
     basis = stats["periods_per_year_basis"]
     console.print(f"annualised with {_count(stats['periods_per_year'])} periods a year, "
                   f"{'given (--periods-per-year, recorded in the run)' if basis == 'given' else basis}; "
-                  f"risk-free rate {_pct(stats['risk_free_rate'])}")
+                  f"risk-free rate {output.pct(stats['risk_free_rate'])}")
     table = output.table("figure", "value", "", right=("value",))
     for label, value, detail in _figures(report):
         table.add_row(label, value, detail)
@@ -125,8 +125,8 @@ def _print_report(report: dict[str, Any]) -> None:
         per = output.table("instrument", "round trips", "win rate", "profit factor", "trips pnl", "fees", "fills",
                            right=("round trips", "win rate", "profit factor", "trips pnl", "fees", "fills"))
         for iid, s in report["instruments"].items():
-            per.add_row(iid, f"{s['round_trips']:,}", _pct(s["win_rate"]), _ratio(s["profit_factor"]),
-                        _money(s["trips_pnl"], s["currency"], sign=True), _money(s["fees"], s["currency"]),
+            per.add_row(iid, f"{s['round_trips']:,}", output.pct(s["win_rate"]), output.ratio(s["profit_factor"]),
+                        output.money(s["trips_pnl"], s["currency"], sign=True), output.money(s["fees"], s["currency"]),
                         f"{s['fills']:,}")
         console.print(per)
     for line in _position_lines(report["positions"], cur):
@@ -145,30 +145,30 @@ def _params(params: dict[str, str]) -> str:
 def _figures(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(figure, value, what it is measured against or over) rows of the summary table."""
     stats, cur, bench = report["statistics"], report["currency"], report["benchmark"]
-    rows = [("start equity", _money(stats["start_equity"], cur), ""),
-            ("end equity", _money(stats["end_equity"], cur), ""),
-            ("total return", _pct(stats["total_return"], sign=True), "")]
+    rows = [("start equity", output.money(stats["start_equity"], cur), ""),
+            ("end equity", output.money(stats["end_equity"], cur), ""),
+            ("total return", output.pct(stats["total_return"], sign=True), "")]
     instruments = bench["instruments"]
     for iid, b in instruments.items():
-        rows.append(("buy and hold", _pct(b["return"], sign=True),
+        rows.append(("buy and hold", output.pct(b["return"], sign=True),
                      f"{iid} {_plain(b['first_price'])} → {_plain(b['last_price'])}"))
     if len(instruments) > 1:
-        rows.append(("buy and hold", _pct(bench["return"], sign=True), "the instruments in equal weights"))
+        rows.append(("buy and hold", output.pct(bench["return"], sign=True), "the instruments in equal weights"))
     dd = stats["max_drawdown"]
-    rows += [("annualised return", _pct(stats["annualized_return"], sign=True), ""),
-             ("buy and hold annualised", _pct(bench["annualized_return"], sign=True), ""),
-             ("sharpe", _ratio(stats["sharpe"]), "annualised"), ("sortino", _ratio(stats["sortino"]), "annualised"),
-             ("max drawdown", _pct(dd), f"over {_duration(stats['max_drawdown_duration_ns'])}"
+    rows += [("annualised return", output.pct(stats["annualized_return"], sign=True), ""),
+             ("buy and hold annualised", output.pct(bench["annualized_return"], sign=True), ""),
+             ("sharpe", output.ratio(stats["sharpe"]), "annualised"), ("sortino", output.ratio(stats["sortino"]), "annualised"),
+             ("max drawdown", output.pct(dd), f"over {_duration(stats['max_drawdown_duration_ns'])}"
                                         + ("" if stats["max_drawdown_recovered"] else ", not recovered") if dd else ""),
-             ("exposure", _pct(stats["exposure_time"]), "of samples with a position open"),
-             ("round trips", f"{stats['round_trips']:,}", ""), ("win rate", _pct(stats["win_rate"]), ""),
-             ("profit factor", _ratio(stats["profit_factor"]), ""),
-             ("average win", _money(stats["average_win"], cur), ""),
-             ("average loss", _money(stats["average_loss"], cur), ""),
-             ("round trips pnl", _money(stats["trips_pnl"], cur), "after their fees"),
+             ("exposure", output.pct(stats["exposure_time"]), "of samples with a position open"),
+             ("round trips", f"{stats['round_trips']:,}", ""), ("win rate", output.pct(stats["win_rate"]), ""),
+             ("profit factor", output.ratio(stats["profit_factor"]), ""),
+             ("average win", output.money(stats["average_win"], cur), ""),
+             ("average loss", output.money(stats["average_loss"], cur), ""),
+             ("round trips pnl", output.money(stats["trips_pnl"], cur), "after their fees"),
              ("fees", _fees(stats), ""), ("fills", f"{stats['fills']:,}", ""),
-             ("traded notional", _money(stats["traded_notional"], cur), ""),
-             ("turnover", _ratio(stats["turnover"]), "× average equity")]
+             ("traded notional", output.money(stats["traded_notional"], cur), ""),
+             ("turnover", output.ratio(stats["turnover"]), "× average equity")]
     return rows
 
 
@@ -179,7 +179,7 @@ def _venue_lines(v: dict[str, Any]) -> list[str]:
     def tag(key: str) -> str:
         return " (default)" if key in d else ""
 
-    balances = ", ".join(_money(a, c) for c, a in v["starting_balances"].items()) or "none"
+    balances = ", ".join(output.money(a, c) for c, a in v["starting_balances"].items()) or "none"
     rates = {(r["maker"], r["taker"]) for r in v["fee_rates"].values()}
     if len(rates) == 1:
         maker, taker = next(iter(rates))
@@ -208,7 +208,7 @@ def _position_lines(positions: dict[str, Any], currency: str) -> list[str]:
         q = p["quantity"]
         lines.append(f"open at the end: {iid} {'long' if q > 0 else 'short'} {_plain(abs(q))} at "
                      f"{_price(p['avg_price'], p['mark'])}, mark {_plain(p['mark'])}, open PnL "
-                     f"{_money(p['unrealized_pnl'], p['currency'], sign=True)}")
+                     f"{output.money(p['unrealized_pnl'], p['currency'], sign=True)}")
     return lines
 
 
@@ -222,12 +222,12 @@ def _intervention_lines(iv: dict[str, Any]) -> list[str]:
         lines.append(f"halt: {h['state']} at {format_ns(h['from_ts'])} for {_duration(h['duration_ns'])}, {until}: "
                      f"{h['reason']}")
     if iv["halts"] and iv["halted_share"] is not None:
-        lines.append(f"       trading not ACTIVE for {_pct(iv['halted_share'])} of the run")
+        lines.append(f"       trading not ACTIVE for {output.pct(iv['halted_share'])} of the run")
     intents = iv["order_intents"]
     if not iv["rejected"]:
         lines.append(f"rejections: none of {intents:,} order intents")
     else:
-        lines.append(f"rejections: {iv['rejected']:,} of {intents:,} order intents ({_pct(iv['rejected_share'])})")
+        lines.append(f"rejections: {iv['rejected']:,} of {intents:,} order intents ({output.pct(iv['rejected_share'])})")
         for g in iv["rejections"]:
             limit = f" {g['limit']}" if g["limit"] else ""
             lines.append(f"  {g['count']:>9,}  {g['by']} {g['rule']}{limit}, {format_ns(g['first_ts'])} → "
@@ -247,24 +247,6 @@ def _print_rejections(report: dict[str, Any]) -> None:
     console.print(table)
     iv = report["interventions"]
     console.print(f"{iv['rejected']:,} rejections of {iv['order_intents']:,} order intents")
-
-
-def _money(value: Decimal | None, currency: str = "", sign: bool = False) -> str:
-    """Money to 2 places, grouped (the exact amount is in --json)."""
-    if value is None:
-        return "-"
-    text = f"{value.quantize(Decimal('0.01')):{'+' if sign else ''},.2f}"
-    return f"{text} {currency}" if currency else text
-
-
-def _pct(value: float | None, sign: bool = False) -> str:
-    """A fraction as a percentage to 2 places, fixed notation."""
-    return "-" if value is None else f"{value * 100:{'+' if sign else ''},.2f} %"
-
-
-def _ratio(value: float | None) -> str:
-    """A ratio to 2 places, fixed notation."""
-    return "-" if value is None else f"{value:,.2f}"
 
 
 def _rate(value: Decimal) -> str:
@@ -301,8 +283,8 @@ def _duration(ns: int | None) -> str:
 def _fees(stats: dict[str, Any]) -> str:
     by = stats["fees_by_currency"]
     if not by:
-        return _money(Decimal(0))
-    return ", ".join(_money(amount, cur) for cur, amount in sorted(by.items()))
+        return output.money(Decimal(0))
+    return ", ".join(output.money(amount, cur) for cur, amount in sorted(by.items()))
 
 
 def _note(line: str) -> None:

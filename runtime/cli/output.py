@@ -1,7 +1,9 @@
-"""What every command group shares to talk to people: consoles, tables, time cells, TIME and KEY=VALUE options."""
+"""What every command group shares to talk to people: consoles, tables, time cells, money and ratios, TIME and
+KEY=VALUE options."""
 from __future__ import annotations
 
 import sys
+from decimal import Decimal
 from typing import Optional
 
 from rich import box
@@ -53,3 +55,21 @@ def params_option(items: list[str]) -> dict[str, str]:
             raise TapeError(f"--param {item!r}: use KEY=VALUE, e.g. --param fast=10")
         out[key.strip()] = value.strip()
     return out
+
+
+def money(value: Decimal | None, currency: str = "", sign: bool = False) -> str:
+    """Money to 2 places, grouped (the exact amount is in --json)."""
+    if value is None:
+        return "-"
+    text = f"{value.quantize(Decimal('0.01')):{'+' if sign else ''},.2f}"
+    return f"{text} {currency}" if currency else text
+
+
+def pct(value: float | None, sign: bool = False) -> str:
+    """A fraction as a percentage to 2 places, fixed notation."""
+    return "-" if value is None else f"{value * 100:{'+' if sign else ''},.2f} %"
+
+
+def ratio(value: float | None) -> str:
+    """A ratio to 2 places, fixed notation."""
+    return "-" if value is None else f"{value:,.2f}"

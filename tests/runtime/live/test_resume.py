@@ -202,6 +202,9 @@ def plain(x, depth: int = 0):
         return {f.name: plain(getattr(x, f.name), depth + 1) for f in dataclasses.fields(x) if f.name not in SKIP}
     if callable(x) and not hasattr(x, "__dict__"):
         return "<callable>"
+    if not hasattr(x, "__dict__"):  # slots only (the indicators)
+        names = sorted({n for cls in type(x).__mro__ for n in getattr(cls, "__slots__", ())})
+        return {n: plain(getattr(x, n), depth + 1) for n in names if n not in SKIP}
     return {k: plain(v, depth + 1) for k, v in sorted(vars(x).items()) if k not in SKIP}
 
 

@@ -1,0 +1,85 @@
+"""`tape sweep`: a grid of backtests over one source, in parallel, ranked by a metric."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from handlers.queue import QueueConfig
+from handlers.risk.limits import RiskLimits
+from handlers.venues.sim.config import VenueConfig
+from runtime.backtest.runner import BacktestSpec
+from runtime.backtest.sweep import METRICS, Grid, PointResult, ranked, sweep
+from runtime.cli import output
+from runtime.cli.context import cli_context
+from runtime.configfiles import risk_file, venue_file
+from schemas.decimals import plain
+
+
+def sweep_command(
+    ctx: typer.Context,
+    source: str = typer.Option(..., "--source", metavar="NS", help="Namespace holding the market history."),
+    strategy: str = typer.Option(..., "--strategy", metavar="NAME",
+                                 help="Built-in name, module:Class or ./file.py:Class."),
+    param: List[str] = typer.Option(..., "--param", metavar="K=SPEC",
+                                    help="An axis: K=V, K=V1,V2,… or K=START..STOP:STEP (repeatable)."),
+    metric: str = typer.Option("sharpe", "--metric", help=f"Rank by: {', '.join(METRICS)}."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Processes at a time (0: one per core)."),
+    sample: Optional[int] = typer.Option(None, "--random", metavar="N", help="Run N points drawn from the grid."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the --random draw (the same seed draws the same points)."),
+    from_: Optional[str] = typer.Option(None, "--from", metavar="TIME", help="Start of the slice (inclusive)."),
+    to: Optional[str] = typer.Option(None, "--to", metavar="TIME", help="End of the slice (exclusive)."),
+    risk: Optional[Path] = typer.Option(None, "--risk", metavar="FILE", help="Risk limits (TOML or JSON)."),
+    venue: Optional[Path] = typer.Option(None, "--venue", metavar="FILE", help="Simulated venue (TOML or JSON)."),
+    as_json: bool = typer.Option(False, "--json", help="Every point with its run id and statistics, as JSON."),
+) -> None:
+    """Run a grid of backtests — every point an ordinary run with its own content address, so points run before are
+    read back instead of run again — and rank them by a metric."""
+    grid = Grid.parse(param)
+    points = grid.points(sample, seed)
+    if metric not in METRICS:
+        raise typer.BadParameter(f"use one of {', '.join(METRICS)}", param_hint="--metric")
+    limits, queue = risk_file(risk) if risk is not None else (RiskLimits(), QueueConfig())
+    spec = BacktestSpec(source=source, strategy=strategy, from_ts=output.time_option(from_, "--from"),
+                        to_ts=output.time_option(to, "--to"), risk=limits, queue=queue,
+                        venue=venue_file(venue) if venue is not None else VenueConfig())
+    log = cli_context(ctx).open()
+    n = workers or os.cpu_count() or 1
+    console = output.console(stderr=True)
+    with Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                  transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("sweep", total=len(points))
+        results = sweep(log, spec, points, workers=min(n, len(points)),
+                        progress=lambda r: bar.update(task, advance=1))
+    best = ranked(results, metric)
+    if as_json:
+        rows = [{"params": r.params, "run_id": r.run_id, "status": r.status, "why": r.why,
+                 "statistics": r.statistics} for r in best]
+        sys.stdout.write(json.dumps(plain({"metric": metric, "points": rows}), indent=2, sort_keys=True) + "\n")
+        return
+    _print(best, metric, [k for k, _ in grid.axes])
+
+
+def _print(results: list[PointResult], metric: str, keys: list[str]) -> None:
+    table = output.table(*keys, metric, "return", "max dd", "trips", "run", "",
+                         right=(*keys, metric, "return", "max dd", "trips"))
+    for r in results:
+        s = r.statistics or {}
+        value = s.get(metric)
+        shown = "-" if value is None else (output.pct(value) if metric in ("total_return", "annualized_return",
+                                                                             "max_drawdown", "win_rate")
+                                           else output.ratio(float(value)))
+        table.add_row(*(r.params[k] for k in keys), shown, output.pct(s.get("total_return")),
+                      output.pct(s.get("max_drawdown")), f"{s['round_trips']:,}" if s else "-", r.run_id,
+                      r.status if r.status != "failed" else f"failed: {r.why}")
+    output.console().print(table)
+    ran = sum(r.status == "ran" for r in results)
+    reused = sum(r.status == "reused" for r in results)
+    failed = len(results) - ran - reused
+    output.console().print(f"{len(results)} points: {ran} run, {reused} read back from runs made before"
+                           + (f", {failed} failed" if failed else ""))
