@@ -69,9 +69,10 @@ def leaked(live: Live) -> list[str]:
 # only while the bar they were priced on is still the market's, so its market runs slower (2 bars a second): at 10 a
 # second a loaded machine's quotes arrive bars late and are refused or rest out of reach (5 fills in 968 orders)
 # The fill floor only guards against a vacuous run (the invariants are what is tested): market orders fill (31-47 in
-# runs here); resting quotes fill when the market comes to them: 7 to 69 times in six runs of the series below
+# runs here); resting quotes fill when the market comes to them: 7 to 69 times in six runs of the series below.
+# Orders in doubt: 2 to 5 for sma_cross in runs on a slow machine (20 orders, 2 in doubt seen once), so 2 is the floor
 @pytest.mark.parametrize("strategy, rounds, seed, in_doubt, speed, min_fills",
-                         [("sma_cross", 40, 11, 3, "600", 10), ("market_maker", 35, 12, 1, "120", 3)])
+                         [("sma_cross", 40, 11, 2, "600", 10), ("market_maker", 35, 12, 1, "120", 3)])
 def test_random_sigkills_under_venue_faults_lose_and_double_nothing(tmp_path, strategy, rounds, seed, in_doubt, speed,
                                                                     min_fills):
     sb, live = sandbox(tmp_path, seed, speed=speed)
