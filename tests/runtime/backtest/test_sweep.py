@@ -23,6 +23,16 @@ def tape(store: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600, check=False)
 
 
+def ingested(tmp_path: Path, rows: int) -> Path:
+    """A store whose namespace src holds the example's first `rows` bars."""
+    store = tmp_path / "store"
+    csv = tmp_path / "btc.csv"
+    csv.write_text("\n".join(EXAMPLE.read_text().splitlines()[:rows + 1]) + "\n")
+    assert tape(store, "ingest", "csv", str(csv), "--namespace", "src", "--instrument", "BTCUSDT.BINANCE", "--kind",
+                "bars", "--timeframe", "1m", "--base", "BTC", "--quote", "USDT").returncode == 0
+    return store
+
+
 def test_axes_and_grids() -> None:
     assert parse_axis("fast=5..20:5") == ("fast", ["5", "10", "15", "20"])
     assert parse_axis("q=0.1..0.3:0.1") == ("q", ["0.1", "0.2", "0.3"])
@@ -40,11 +50,7 @@ def test_axes_and_grids() -> None:
 
 
 def test_a_sweep_runs_each_point_as_the_backtest_of_its_parameters_and_reuses_them(tmp_path: Path) -> None:
-    store = tmp_path / "store"
-    csv = tmp_path / "btc.csv"
-    csv.write_text("\n".join(EXAMPLE.read_text().splitlines()[:2001]) + "\n")
-    assert tape(store, "ingest", "csv", str(csv), "--namespace", "src", "--instrument", "BTCUSDT.BINANCE", "--kind",
-                "bars", "--timeframe", "1m", "--base", "BTC", "--quote", "USDT").returncode == 0
+    store = ingested(tmp_path, 2000)
     args = ("sweep", "--source", "src", "--strategy", "sma_cross", "--param", "fast=3..7:2", "--param",
             "slow=20,30", "--param", "quantity=0.5", "--workers", "2", "--metric", "sharpe", "--json")
     p = tape(store, *args)
@@ -73,11 +79,7 @@ def test_a_sweep_runs_each_point_as_the_backtest_of_its_parameters_and_reuses_th
 
 
 def test_bad_sweeps_are_one_line_exit_2(tmp_path: Path) -> None:
-    store = tmp_path / "store"
-    csv = tmp_path / "btc.csv"
-    csv.write_text("\n".join(EXAMPLE.read_text().splitlines()[:100]) + "\n")
-    assert tape(store, "ingest", "csv", str(csv), "--namespace", "src", "--instrument", "BTCUSDT.BINANCE", "--kind",
-                "bars", "--timeframe", "1m", "--base", "BTC", "--quote", "USDT").returncode == 0
+    store = ingested(tmp_path, 99)
     base = ("sweep", "--source", "src", "--strategy", "sma_cross")
     for extra, want in ((("--param", "fats=1,2"), "unknown parameter 'fats'"),
                         (("--param", "fast=a,b"), "not a valid int"),
