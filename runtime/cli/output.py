@@ -3,13 +3,13 @@ KEY=VALUE options."""
 from __future__ import annotations
 
 import sys
-from decimal import Decimal
 from typing import Optional
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from runtime.figures import money, pct, ratio  # noqa: F401  (the commands' formatting, shared with the report)
 from runtime.times import TIME_FORMATS, TimeOutOfRange, format_ns, parse_time
 from schemas.errors import TapeError
 
@@ -55,21 +55,3 @@ def params_option(items: list[str]) -> dict[str, str]:
             raise TapeError(f"--param {item!r}: use KEY=VALUE, e.g. --param fast=10")
         out[key.strip()] = value.strip()
     return out
-
-
-def money(value: Decimal | None, currency: str = "", sign: bool = False) -> str:
-    """Money to 2 places, grouped (the exact amount is in --json)."""
-    if value is None:
-        return "-"
-    text = f"{value.quantize(Decimal('0.01')):{'+' if sign else ''},.2f}"
-    return f"{text} {currency}" if currency else text
-
-
-def pct(value: float | None, sign: bool = False) -> str:
-    """A fraction as a percentage to 2 places, fixed notation."""
-    return "-" if value is None else f"{value * 100:{'+' if sign else ''},.2f} %"
-
-
-def ratio(value: float | None) -> str:
-    """A ratio to 2 places, fixed notation."""
-    return "-" if value is None else f"{value:,.2f}"

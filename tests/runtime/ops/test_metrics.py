@@ -3,7 +3,6 @@ it stores equals what the log holds; the Grafana dashboard asks only for metrics
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import socket
@@ -81,12 +80,9 @@ class Prometheus:
 
 
 @pytest.fixture
-def prometheus_binary():
+def prometheus_binary(unavailable):
     if shutil.which("prometheus") is None:
-        reason = "no prometheus binary on this machine (Debian package `prometheus`; .ci/run installs it)"
-        if os.environ.get("TAPE_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{reason} (TAPE_REQUIRE_SERVICES=1: a missing service is a failure)", pytrace=False)
-        pytest.skip(reason)
+        unavailable("no prometheus binary on this machine (Debian package `prometheus`; .ci/run installs it)")
 
 
 def test_prometheus_scrapes_a_paper_session_and_its_numbers_are_the_logs(tmp_path, prometheus_binary):
