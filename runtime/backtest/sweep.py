@@ -24,6 +24,7 @@ from schemas.errors import TapeError
 METRICS = ("sharpe", "sortino", "total_return", "annualized_return", "max_drawdown", "profit_factor", "win_rate",
            "trips_pnl", "end_equity")
 LOWER_IS_BETTER = frozenset({"max_drawdown"})
+FRACTIONS = frozenset({"total_return", "annualized_return", "max_drawdown", "win_rate"})  # shown as percentages
 MAX_POINTS = 100_000
 
 

@@ -18,8 +18,21 @@ from typer._click.exceptions import NoArgsIsHelpError
 from typer.core import TyperGroup
 
 from eventstore.store import DEFAULT_STORE
-from runtime.cli import (audit, backtest, db, incidents, ingest, live, log, replay, report, sandbox, schemas, status,
-                         sweep)
+from runtime.cli import (
+    audit,
+    backtest,
+    db,
+    incidents,
+    ingest,
+    live,
+    log,
+    replay,
+    report,
+    sandbox,
+    schemas,
+    status,
+    sweep,
+)
 from runtime.cli.context import CliContext
 from schemas.errors import TapeError
 

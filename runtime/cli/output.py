@@ -3,6 +3,7 @@ KEY=VALUE options."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Optional
 
 from rich import box
@@ -55,3 +56,19 @@ def params_option(items: list[str]) -> dict[str, str]:
             raise TapeError(f"--param {item!r}: use KEY=VALUE, e.g. --param fast=10")
         out[key.strip()] = value.strip()
     return out
+
+
+def writable(path: Path) -> Path:
+    """An --html target checked before any work is done."""
+    if path.is_dir():
+        raise TapeError(f"--html {path}: is a directory; give a file name, e.g. {path / 'report.html'}")
+    if not path.parent.exists():
+        raise TapeError(f"--html {path}: no directory {path.parent}; create it or choose another path")
+    return path
+
+
+def written(path: Path, text: str) -> None:
+    """Write the page whole or not at all (a temporary file renamed over the target)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)

@@ -15,22 +15,6 @@ from schemas.decimals import plain
 from schemas.errors import TapeError
 
 
-def _writable(path: Path) -> Path:
-    """An --html target checked before any work is done."""
-    if path.is_dir():
-        raise TapeError(f"--html {path}: is a directory; give a file name, e.g. {path / 'report.html'}")
-    if not path.parent.exists():
-        raise TapeError(f"--html {path}: no directory {path.parent}; create it or choose another path")
-    return path
-
-
-def _written(path: Path, text: str) -> None:
-    """Write the page whole or not at all (a temporary file renamed over the target)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def report_command(ctx: typer.Context, run: str = typer.Argument(..., metavar="RUN"),
                    html: Optional[Path] = typer.Option(None, "--html", metavar="FILE",
                                                        help="Write the report as one self-contained HTML page "
@@ -46,7 +30,7 @@ def report_command(ctx: typer.Context, run: str = typer.Argument(..., metavar="R
     if html is None and png is None:
         html = Path(f"{run}.html")
     if html is not None:
-        _writable(html)
+        output.writable(html)
     if png is not None and png.exists() and not png.is_dir():
         raise TapeError(f"--png {png}: is a file; give a directory for the charts")
     rep = build_report(cli_context(ctx).open(), run)
@@ -58,7 +42,7 @@ def report_command(ctx: typer.Context, run: str = typer.Argument(..., metavar="R
     if html is not None:
         from runtime.report.html import run_html
 
-        _written(html, run_html(rep))
+        output.written(html, run_html(rep))
         sys.stdout.write(f"wrote {html}\n")
 
 
@@ -76,7 +60,7 @@ def compare_command(ctx: typer.Context, runs: List[str] = typer.Argument(..., me
     if len(set(runs)) != len(runs):
         raise TapeError("tape runs compare: a run is named twice; name each run once")
     if html is not None:
-        _writable(html)
+        output.writable(html)
     log = cli_context(ctx).open()
     reports = [build_report(log, r) for r in runs]
     if as_json:
@@ -90,5 +74,5 @@ def compare_command(ctx: typer.Context, runs: List[str] = typer.Argument(..., me
     if html is not None:
         from runtime.report.html import compare_html
 
-        _written(html, compare_html(reports))
+        output.written(html, compare_html(reports))
         sys.stderr.write(f"wrote {html}\n")

@@ -14,11 +14,12 @@ from handlers.queue import QueueConfig
 from handlers.risk.limits import RiskLimits
 from handlers.venues.sim.config import VenueConfig
 from runtime.backtest.runner import BacktestSpec
-from runtime.backtest.sweep import METRICS, Grid, PointResult, ranked, sweep
+from runtime.backtest.sweep import FRACTIONS, METRICS, Grid, PointResult, ranked, sweep
 from runtime.cli import output
 from runtime.cli.context import cli_context
 from runtime.configfiles import risk_file, venue_file
 from schemas.decimals import plain
+from schemas.errors import TapeError
 
 
 def sweep_command(
@@ -37,11 +38,19 @@ def sweep_command(
     risk: Optional[Path] = typer.Option(None, "--risk", metavar="FILE", help="Risk limits (TOML or JSON)."),
     venue: Optional[Path] = typer.Option(None, "--venue", metavar="FILE", help="Simulated venue (TOML or JSON)."),
     as_json: bool = typer.Option(False, "--json", help="Every point with its run id and statistics, as JSON."),
+    html: Optional[Path] = typer.Option(None, "--html", metavar="FILE",
+                                        help="Also write the ranked points and a heatmap of the metric as a page."),
+    heatmap: Optional[str] = typer.Option(None, "--heatmap", metavar="X,Y",
+                                          help="The two parameters of the heatmap (default: the first two that "
+                                               "vary)."),
 ) -> None:
     """Run a grid of backtests — every point an ordinary run with its own content address, so points run before are
     read back instead of run again — and rank them by a metric."""
     grid = Grid.parse(param)
     points = grid.points(sample, seed)
+    axes = heatmap_axes(grid, heatmap)
+    if html is not None:
+        output.writable(html)
     if metric not in METRICS:
         raise typer.BadParameter(f"use one of {', '.join(METRICS)}", param_hint="--metric")
     limits, queue = risk_file(risk) if risk is not None else (RiskLimits(), QueueConfig())
@@ -57,6 +66,13 @@ def sweep_command(
         results = sweep(log, spec, points, workers=min(n, len(points)),
                         progress=lambda r: bar.update(task, advance=1))
     best = ranked(results, metric)
+    if html is not None:
+        from runtime.report.charts import sweep_heatmap
+        from runtime.report.html import sweep_html
+
+        output.written(html, sweep_html(source, strategy, best, metric, [k for k, _ in grid.axes],
+                                 sweep_heatmap(best, grid.axes, axes, metric)))
+        sys.stderr.write(f"wrote {html}\n")
     if as_json:
         rows = [{"params": r.params, "run_id": r.run_id, "status": r.status, "why": r.why,
                  "statistics": r.statistics} for r in best]
@@ -65,15 +81,26 @@ def sweep_command(
     _print(best, metric, [k for k, _ in grid.axes])
 
 
+def heatmap_axes(grid: Grid, given: Optional[str]) -> list[str]:
+    """The heatmap's parameters: --heatmap X,Y (each an axis of the grid), else the first two axes that vary (one
+    when only one does, none when none does)."""
+    names = [k for k, _ in grid.axes]
+    if given is None:
+        return [k for k, values in grid.axes if len(values) > 1][:2]
+    picked = [k.strip() for k in given.split(",")]
+    if len(picked) != 2 or picked[0] == picked[1] or not all(k in names for k in picked):
+        raise TapeError(f"--heatmap {given!r}: name two different parameters of the grid ({', '.join(names)}), "
+                        "e.g. --heatmap " + ",".join(names[:2] if len(names) > 1 else names * 2))
+    return picked
+
+
 def _print(results: list[PointResult], metric: str, keys: list[str]) -> None:
     table = output.table(*keys, metric, "return", "max dd", "trips", "run", "",
                          right=(*keys, metric, "return", "max dd", "trips"))
     for r in results:
         s = r.statistics or {}
         value = s.get(metric)
-        shown = "-" if value is None else (output.pct(value) if metric in ("total_return", "annualized_return",
-                                                                             "max_drawdown", "win_rate")
-                                           else output.ratio(float(value)))
+        shown = "-" if value is None else (output.pct(value) if metric in FRACTIONS else output.ratio(float(value)))
         table.add_row(*(r.params[k] for k in keys), shown, output.pct(s.get("total_return")),
                       output.pct(s.get("max_drawdown")), f"{s['round_trips']:,}" if s else "-", r.run_id,
                       r.status if r.status != "failed" else f"failed: {r.why}")

@@ -8,6 +8,8 @@ from datetime import datetime, timezone
 from itertools import pairwise
 from typing import TYPE_CHECKING, Sequence
 
+from runtime.backtest.sweep import FRACTIONS, LOWER_IS_BETTER, PointResult
+
 if TYPE_CHECKING:
     from runtime.report.build import RunReport
 
@@ -62,8 +64,10 @@ class Heatmap:
     title: str
     rows: list[str]
     columns: list[str]
-    values: list[list[float | None]]  # rows × columns, fractions
+    values: list[list[float | None]]  # rows × columns
     note: str = ""
+    percent: bool = True  # fractions shown as percentages (else ratios)
+    low_is_good: bool = False  # green for low values (a drawdown)
 
 
 def thinned(ts: Sequence[int], values: Sequence[float], limit: int = POINTS) -> tuple[list[int], list[float]]:
@@ -214,6 +218,32 @@ def monthly_heatmap(ts: Sequence[int], equity: Sequence[float]) -> Heatmap:
     return Heatmap("monthly", "Monthly returns", [str(y) for y in years], list(MONTHS),
                    [[months.get((y, m)) for m in range(1, 13)] for y in years],
                    note="" if months else "no samples")
+
+
+def sweep_heatmap(points: Sequence[PointResult], axes: Sequence[tuple[str, list[str]]], over: Sequence[str],
+                  metric: str) -> Heatmap | None:
+    """The metric over one or two of a sweep's parameters (rows: the second, columns: the first); where other
+    parameters vary too, each cell is the best point among those sharing its two values. None: nothing varies."""
+    if not over:
+        return None
+    values = dict(axes)
+    x, y = over[0], (over[1] if len(over) > 1 else None)
+    rows = values[y] if y is not None else [metric]
+    cells: dict[tuple[str, str], float] = {}
+    low = metric in LOWER_IS_BETTER
+    for p in points:
+        v = (p.statistics or {}).get(metric)
+        if v is None:
+            continue
+        key = (p.params[x], p.params[y] if y is not None else metric)
+        if key not in cells or (float(v) < cells[key] if low else float(v) > cells[key]):
+            cells[key] = float(v)
+    others = [k for k, vs in axes if k not in over and len(vs) > 1]
+    note = (f"each cell: the best {metric} over {', '.join(others)}" if others else "") + (
+        "; blank: the point failed or was not drawn" if len(cells) < len(rows) * len(values[x]) else "")
+    return Heatmap("sweep", f"{metric} over {x}" + (f" and {y}" if y else ""), [f"{y}={r}" if y else r for r in rows],
+                   [f"{x}={c}" for c in values[x]], [[cells.get((c, r)) for c in values[x]] for r in rows],
+                   note=note.lstrip("; "), percent=metric in FRACTIONS, low_is_good=low)
 
 
 def compare_chart(reports: Sequence[RunReport]) -> Chart:

@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 import plotly.offline
 
 from runtime import figures
+from runtime.backtest.sweep import FRACTIONS, PointResult
 from runtime.report.build import RunReport, compare_rows, params_text, source_text
 from runtime.report.charts import Chart, Heatmap, compare_chart, run_charts
 from runtime.times import format_ns
@@ -34,10 +35,12 @@ def _time(ns: int) -> str:
 def _figure(chart: Chart | Heatmap) -> go.Figure:
     fig = go.Figure()
     if isinstance(chart, Heatmap):
-        text = [["" if v is None else figures.pct(v) for v in row] for row in chart.values]
+        shown = figures.pct if chart.percent else figures.ratio
+        text = [["" if v is None else shown(v) for v in row] for row in chart.values]
         fig.add_trace(go.Heatmap(z=chart.values, x=chart.columns, y=chart.rows, text=text, texttemplate="%{text}",
-                                 colorscale="RdYlGn", zmid=0, hovertemplate="%{y} %{x}: %{text}<extra></extra>",
-                                 colorbar={"tickformat": "~%"}))
+                                 colorscale="RdYlGn_r" if chart.low_is_good else "RdYlGn", zmid=0,
+                                 hovertemplate="%{y} %{x}: %{text}<extra></extra>",
+                                 colorbar={"tickformat": "~%" if chart.percent else None}))
         fig.update_layout(title=chart.title, height=max(220, 80 + 28 * len(chart.rows)), yaxis={"type": "category"},
                           margin={"l": 60, "r": 20, "t": 50, "b": 40})
         return fig
@@ -134,3 +137,25 @@ def compare_html(reports: Sequence[RunReport]) -> str:
     body = [f"<h1>{len(reports)} runs compared</h1>", _table(header, rows, numeric=tuple(range(1, len(header)))),
             _chart_html(compare_chart(reports))]
     return _page("tape runs compare", "".join(body))
+
+
+def sweep_html(source: str, strategy: str, points: Sequence[PointResult], metric: str, keys: Sequence[str],
+               heatmap: Heatmap | None) -> str:
+    """A sweep's points ranked by the metric, with the metric's heatmap over two of its parameters."""
+    shown = figures.pct if metric in FRACTIONS else figures.ratio
+    rows = []
+    for p in points:
+        s = p.statistics or {}
+        value = s.get(metric)
+        rows.append([*(p.params[k] for k in keys), "-" if value is None else shown(float(value)),
+                     figures.pct(s.get("total_return")), figures.pct(s.get("max_drawdown")),
+                     f"{s['round_trips']:,}" if s else "-", p.run_id,
+                     p.status if p.status != "failed" else f"failed: {p.why}"])
+    header = [*keys, metric, "return", "max dd", "trips", "run", ""]
+    body = [f"<h1>Sweep of {html.escape(strategy)} over {html.escape(source)}</h1>",
+            f'<p class="meta">{len(points):,} points ranked by {html.escape(metric)}; every point is an ordinary run '
+            "(tape report RUN shows it whole)</p>"]
+    if heatmap is not None:
+        body.append(_chart_html(heatmap))
+    body.append(_table(header, rows, numeric=tuple(range(len(keys), len(keys) + 4))))
+    return _page(f"tape sweep {strategy} {source}", "".join(body))

@@ -58,14 +58,14 @@ def _draw_heatmap(fig: Any, ax: Any, hm: Heatmap) -> None:
     z = np.array([[math.nan if v is None else v for v in row] for row in hm.values] or [[math.nan] * 12], dtype=float)
     finite = z[np.isfinite(z)]
     span = float(np.max(np.abs(finite))) if finite.size else 0.01
-    img = ax.imshow(z, cmap="RdYlGn", vmin=-span, vmax=span, aspect="auto")
+    img = ax.imshow(z, cmap="RdYlGn_r" if hm.low_is_good else "RdYlGn", vmin=-span, vmax=span, aspect="auto")
     ax.set_xticks(range(len(hm.columns)), hm.columns)
     ax.set_yticks(range(len(hm.rows)), hm.rows)
     for i, row in enumerate(hm.values):
         for j, v in enumerate(row):
             if v is not None:
-                ax.text(j, i, figures.pct(v), ha="center", va="center", fontsize=7)
-    fig.colorbar(img, ax=ax, format=PercentFormatter(1.0))
+                ax.text(j, i, figures.pct(v) if hm.percent else figures.ratio(v), ha="center", va="center", fontsize=7)
+    fig.colorbar(img, ax=ax, format=PercentFormatter(1.0) if hm.percent else None)
 
 
 def write_pngs(charts: Sequence[Chart | Heatmap], directory: Path) -> list[Path]:

@@ -10,7 +10,8 @@ from decimal import Decimal
 import pytest
 
 from projections.performance import EquityCurve, RoundTrips, statistics
-from runtime.report.charts import POINTS, drawdown_line, monthly_returns, rolling_sharpe, thinned
+from runtime.backtest.sweep import PointResult
+from runtime.report.charts import POINTS, drawdown_line, monthly_returns, rolling_sharpe, sweep_heatmap, thinned
 from runtime.report.timeline import Timeline
 
 
@@ -89,3 +90,17 @@ def test_buy_and_hold_growth_ends_at_the_equal_weight_return() -> None:
     # B is held flat until its first mark; at the end A is +21 %, B -20 %: the mean +0.5 %
     assert g.values == pytest.approx([1.0, 1.05, 1.05, 1.105, 1.005])
     assert tl.prices["A"].values == [100.0, 110.0, 121.0] and tl.prices["B"].ts == [2, 4]
+
+
+def test_a_sweep_heatmap_cell_is_the_best_point_over_the_other_parameters() -> None:
+    axes = [("fast", ["3", "5"]), ("slow", ["10", "20"]), ("q", ["1", "2"])]
+    sharpe = {("3", "10", "1"): 0.5, ("3", "10", "2"): 1.5, ("5", "10", "1"): -1.0, ("5", "20", "2"): 2.0,
+              ("3", "20", "1"): None}
+    points = [PointResult({"fast": f, "slow": s, "q": q}, f"bt-{f}{s}{q}", "ran", {"sharpe": v, "max_drawdown": v})
+              for (f, s, q), v in sharpe.items()]
+    hm = sweep_heatmap(points, axes, ["fast", "slow"], "sharpe")
+    assert hm is not None and hm.rows == ["slow=10", "slow=20"] and hm.columns == ["fast=3", "fast=5"]
+    assert hm.values == [[1.5, -1.0], [None, 2.0]] and "best sharpe over q" in hm.note and "blank" in hm.note
+    low = sweep_heatmap(points, axes, ["fast", "slow"], "max_drawdown")
+    assert low is not None and low.values[0][0] == 0.5 and low.low_is_good  # the lowest drawdown is the best
+    assert sweep_heatmap(points, axes, [], "sharpe") is None

@@ -231,3 +231,19 @@ def test_a_paper_sessions_report_is_its_log_up_to_now(browser, tmp_path: Path) -
     assert "paper session" in page.page.inner_text("body")
     page.shot("paper.png")
     assert page.problems == []
+
+
+def test_a_sweeps_page_holds_the_metric_of_every_point_in_its_heatmap(browser, store: Path, tmp_path: Path) -> None:
+    args = ("sweep", "--source", "src", "--strategy", "sma_cross", "--param", "fast=3,5", "--param", "slow=10..20:10",
+            "--param", "quantity=0.5", "--workers", "1", "--metric", "total_return")
+    page_file = tmp_path / "sweep.html"
+    points = json.loads(tape(store, *args, "--json", "--html", str(page_file)).stdout)["points"]
+    page = Page(browser, page_file)
+    (heat,) = page.traces()["sweep"]
+    by = {(p["params"]["fast"], p["params"]["slow"]): p["statistics"]["total_return"] for p in points}
+    assert heat["z"] == [[by[(f, s)] for f in ("3", "5")] for s in ("10", "20")]  # rows: slow, columns: fast
+    text = page.page.inner_text("body")
+    assert all(p["run_id"] in text for p in points)
+    assert page.problems == []
+    bad = tape(store, *args, "--heatmap", "fast,fast", code=2)
+    assert "name two different parameters" in bad.stderr
