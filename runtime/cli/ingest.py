@@ -1,7 +1,8 @@
-"""`tape ingest`: market history from files into a namespace."""
+"""`tape ingest`: market history from files, or from an exchange through ccxt, into a namespace."""
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -10,7 +11,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 
 from runtime.cli import output
 from runtime.cli.context import cli_context
-from runtime.times import parse_timeframe
+from runtime.times import format_ns, parse_timeframe
 
 if TYPE_CHECKING:
     from runtime.ingest.importer import ImportResult
@@ -123,3 +124,62 @@ def report_lines(result: ImportResult, namespace: str) -> list[str]:
     if result.gaps:
         lines.append(result.gaps)
     return lines
+
+
+@ingest_app.command("exchange")
+def ingest_exchange_command(
+    ctx: typer.Context,
+    venue: Annotated[str, typer.Argument(metavar="VENUE", help="ccxt exchange id, e.g. binance.")],
+    symbol: Annotated[str, typer.Argument(metavar="SYMBOL", help="The exchange's symbol, BASE/QUOTE: BTC/USDT.")],
+    timeframe: Annotated[str, typer.Option("--timeframe", metavar="TF", help="Bar timeframe: 1m, 5m, 1h, 1d…")],
+    since: Annotated[str, typer.Option("--since", metavar="TIME", help="First bar to fetch (its open time).")],
+    namespace: Annotated[str, typer.Option("--namespace", metavar="NS", help="Namespace to write (resumed).")],
+    until: Annotated[str | None, typer.Option("--until", metavar="TIME",
+                                              help="Stop before bars opening here (default: the bars closed now).")]
+    = None,
+    sandbox_url: Annotated[str | None, typer.Option("--sandbox-url", metavar="URL",
+                                                    help="Talk to this server instead (tape sandbox serve).")] = None,
+    page_size: Annotated[int, typer.Option("--page-size", min=1, max=5000, metavar="N",
+                                           help="Bars asked for per request (each page is one commit).")] = 1000,
+) -> None:
+    """Bar history from an exchange through ccxt: paged, rate-limited, resumable (a re-run continues after the last
+    bar the namespace holds), gaps reported, the instrument defined from the exchange's market."""
+    from runtime.ingest.exchange import Request, describe_gaps, ingest_exchange
+    from runtime.live.exchange import exchange_for
+
+    since_ns = output.time_option(since, "--since")
+    until_ns = output.time_option(until, "--until")
+    assert since_ns is not None
+    if until_ns is not None and until_ns <= since_ns:
+        raise typer.BadParameter("must be after --since", param_hint="--until")
+    parse_timeframe(timeframe)
+    exchange = exchange_for(venue, None, sandbox_url)
+    req = Request(venue, symbol, timeframe, namespace, since_ns, until_ns, page_size)
+    log = cli_context(ctx).open()
+    console = output.console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[bars]:,} bars"),
+                  TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task(f"{venue} {symbol} {timeframe}", total=None, bars=0)
+
+        def advance(reached: int, bars: int) -> None:
+            end = until_ns or time.time_ns()
+            bar.update(task, completed=max(0, reached - since_ns), total=max(1, end - since_ns), bars=bars)
+
+        try:
+            got = ingest_exchange(log, exchange, req, progress=advance)
+        finally:
+            close = getattr(exchange, "close", None)
+            if callable(close):
+                close()
+    lines = []
+    if got.resumed_after is not None:
+        lines.append(f"resumed after the bar opening {format_ns(got.resumed_after)} (the namespace held it)")
+    if got.bars:
+        lines.append(f"{namespace}: {got.bars:,} {timeframe} bars of {got.instrument_id} from "
+                     f"{format_ns(got.first_open or 0)} to {format_ns(got.last_open or 0)} in {got.pages:,} "
+                     f"page{'s' if got.pages != 1 else ''}"
+                     + ("; instrument defined from the exchange's market" if got.defined else ""))
+    else:
+        lines.append(f"{namespace}: no new closed {timeframe} bars of {got.instrument_id} in the range")
+    lines += describe_gaps(got.gaps)
+    sys.stdout.write("".join(f"{line}\n" for line in lines))

@@ -16,47 +16,12 @@ from handlers.venues.sim.config import VenueConfig
 from runtime.cli import output
 from runtime.cli.context import cli_context
 from runtime.configfiles import incident_file, risk_file, venue_file
-from runtime.live.credentials import Credentials, load_credentials
+from runtime.live.credentials import load_credentials
+from runtime.live.exchange import exchange_class, exchange_for
 from runtime.live.node import SNAPSHOT_EVERY, LiveError, LiveNode, LiveSpec
 from runtime.ops.alerts import Alerts, alert_file
 from runtime.ops.commands import WAIT_SECONDS, CommandError, Scope, send
 from runtime.times import parse_timeframe
-
-
-def exchange_class(venue: str, *, pro: bool = False) -> type:
-    """The ccxt class of a venue id (ccxt.pro's, for websockets), or a one-line error naming the ids to use."""
-    import ccxt
-
-    if pro:
-        import ccxt.pro
-    module = ccxt.pro if pro else ccxt
-    cls = getattr(module, venue, None) if venue in module.exchanges else None
-    if cls is None and not pro:
-        raise LiveError(f"unknown venue {venue!r}: use a ccxt exchange id such as binance, bybit, okx, kraken")
-    if cls is None:
-        raise LiveError(f"venue {venue!r} has no websocket streams in ccxt.pro: run with --no-stream (REST polling)")
-    return cls
-
-
-def exchange_for(venue: str, credentials: Credentials | None, sandbox_url: str | None, *, pro: bool = False) -> Any:
-    """The ccxt exchange object of a venue id: rate limiter on, ccxt's own retries off, pointed at a sandbox."""
-    cls = exchange_class(venue, pro=pro)
-    # spot markets only: no signed currency or margin catalogues at startup (live-runtime.md, infra.md §4)
-    config: dict[str, Any] = {"enableRateLimit": True, "options": {
-        "warnOnFetchOpenOrdersWithoutSymbol": False, "adjustForTimeDifference": True,
-        "fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False}}
-    if credentials is not None:
-        config.update(apiKey=credentials.api_key, secret=credentials.secret)
-        if credentials.password:
-            config["password"] = credentials.password
-    exchange = cls(config)
-    exchange.options["maxRetriesOnFailure"] = 0  # a transport retry of a POST would be a second order
-    if sandbox_url:
-        from handlers.venues.ccxt.urls import point_at
-
-        point_at(exchange, sandbox_url)
-    return exchange
-
 
 live_app = typer.Typer(invoke_without_command=True, no_args_is_help=False,
                        help="Run a live or paper session (the options), or command a running one (the commands).")

@@ -324,6 +324,12 @@ class LiveNode:
         adapter = self.adapter
         doubted = len(adapter.in_doubt)
         adapter.resolve()
+        # a send in doubt may have filled: until it is found (or proved absent, past the visibility window) the
+        # venue's balances include what the log cannot explain yet — compare them only once the doubt is settled
+        deadline = time.monotonic() + self.spec.visibility_window_ns / 1e9 + 1.0
+        while adapter.in_doubt and time.monotonic() < deadline:
+            time.sleep(0.25)
+            adapter.resolve()
         adapter.poll_fills()
         mismatches = adapter.check_orders()
         adapter.poll_fills()

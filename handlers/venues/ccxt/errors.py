@@ -48,3 +48,16 @@ def rejection_reason(error: BaseException) -> str | None:
         if isinstance(error, cls):
             return reason
     return None
+
+
+_REFUSED_READS: tuple[type[BaseException], ...] = (ccxt.BadSymbol, ccxt.BadRequest, ccxt.AuthenticationError,
+                                                   ccxt.PermissionDenied, ccxt.NotSupported)
+
+
+def read_again(error: BaseException) -> bool:
+    """Whether a read (history, markets, the clock) that raised `error` may simply be asked again: yes for every
+    failure of transport or of the venue's side (a timeout, a 5xx even when ccxt raises it as a plain
+    ExchangeError, a 429); no for a refusal of the request itself (a bad symbol or parameter, credentials)."""
+    if isinstance(error, (ccxt.RateLimitExceeded, ccxt.DDoSProtection, ccxt.OperationFailed)):  # NetworkError's base
+        return True
+    return isinstance(error, ccxt.ExchangeError) and not isinstance(error, _REFUSED_READS)

@@ -98,7 +98,13 @@ class BarFeed:
         return {iid for iid in self.symbols if self.next_open(iid) + self.timeframe_ns <= now}
 
     def _bar(self, iid: str, open_ts: int, o: Any, h: Any, low: Any, c: Any, v: Any) -> tuple[str, dict[str, Any], int]:
-        """A Bar input: ts_event = its close time (as `tape ingest` writes history), prices exact."""
-        return ("Bar", {"instrument_id": iid, "timeframe": self.timeframe, "open_ts": open_ts, "open": dec(o),
-                        "high": dec(h), "low": dec(low), "close": dec(c), "volume": dec(v), "trades": None},
-                open_ts + self.timeframe_ns)
+        return bar_event(iid, self.timeframe, self.timeframe_ns, open_ts, (o, h, low, c, v))
+
+
+def bar_event(iid: str, timeframe: str, timeframe_ns: int, open_ts: int,
+              ohlcv: tuple[Any, Any, Any, Any, Any]) -> tuple[str, dict[str, Any], int]:
+    """A venue's OHLCV row as a Bar (name, payload, ts_event): ts_event = its close time (as `tape ingest` writes
+    history), prices exact — the one shape of a bar from a venue, live or fetched as history."""
+    o, h, low, c, v = ohlcv
+    return ("Bar", {"instrument_id": iid, "timeframe": timeframe, "open_ts": open_ts, "open": dec(o), "high": dec(h),
+                    "low": dec(low), "close": dec(c), "volume": dec(v), "trades": None}, open_ts + timeframe_ns)
