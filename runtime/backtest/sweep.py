@@ -4,6 +4,14 @@ again, and every point stays a full run that `runs show`, `replay --verify` and 
 
 The source's columns (runtime/replay/columns.py) are built once before the workers start; the workers read the one
 file through mmap, shared in the page cache. Workers are forked processes, each opening the store itself.
+
+Past one machine, the same points run on a Dask cluster (`cluster="tcp://SCHEDULER:PORT"`): each point is one task
+of the same function, on a worker that opens the same store — Kafka, or a file store on a path every worker mounts
+— so a point's run is the run it would be locally, byte for byte. Dask rather than Ray: a pure-Python wheel of a
+few MB against several hundred, a scheduler and workers started with one command each (`dask scheduler`,
+`dask worker ADDRESS`), and plain functions as tasks — what a sweep of independent backtests needs, nothing more.
+A strategy given as a file is read by each worker from the same path (the path is part of the run's identity:
+give it as the workers see it); a module:Class must be importable there.
 """
 from __future__ import annotations
 
@@ -12,6 +20,7 @@ import multiprocessing
 import random
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any, Callable
 
 from eventstore.store import Log
@@ -26,6 +35,7 @@ METRICS = ("sharpe", "sortino", "total_return", "annualized_return", "max_drawdo
 LOWER_IS_BETTER = frozenset({"max_drawdown"})
 FRACTIONS = frozenset({"total_return", "annualized_return", "max_drawdown", "win_rate"})  # shown as percentages
 MAX_POINTS = 100_000
+CLUSTER_TIMEOUT_S = 10
 
 
 def parse_axis(text: str) -> tuple[str, list[str]]:
@@ -153,15 +163,18 @@ def _run_point(job: tuple[str, BacktestSpec, dict[str, str]]) -> PointResult:
 
 
 def sweep(log: Log, spec: BacktestSpec, points: list[dict[str, str]], *, workers: int = 1,
-          progress: Callable[[PointResult], None] | None = None) -> list[PointResult]:
-    """Run every point (the source's columns built first), `workers` at a time; results in the points' order."""
+          progress: Callable[[PointResult], None] | None = None, cluster: str | None = None) -> list[PointResult]:
+    """Run every point (the source's columns built first), `workers` at a time or as tasks of the Dask cluster at
+    `cluster`; results in the points' order."""
     spec = pinned(log, spec)
     check_points(spec, points)
     started = {"source_namespace": spec.source, "source_from_ts": spec.from_ts, "source_to_ts": spec.to_ts,
                "source_to_seq": spec.source_to_seq, "source_hash": spec.source_hash}
     for _ in source_rows(log, started).market:  # the columns, built once, before the workers fork
         break
-    jobs = [(log.url, spec, p) for p in points]
+    jobs = [(_portable_url(log.url) if cluster is not None else log.url, spec, p) for p in points]
+    if cluster is not None:
+        return _on_cluster(cluster, jobs, progress)
     results: list[PointResult] = []
     if workers <= 1:
         for job in jobs:
@@ -175,6 +188,48 @@ def sweep(log: Log, spec: BacktestSpec, points: list[dict[str, str]], *, workers
             if progress is not None:
                 progress(r)
     return results
+
+
+def _portable_url(url: str) -> str:
+    """A file store's URL with an absolute path (the workers' working directory is not ours)."""
+    if url.startswith("file:"):
+        return f"file:{Path(url[len('file:'):]).resolve()}"
+    return url
+
+
+def _on_cluster(address: str, jobs: list[tuple[str, BacktestSpec, dict[str, str]]],
+                progress: Callable[[PointResult], None] | None) -> list[PointResult]:
+    """Every job a task of the Dask cluster at `address`, results in the jobs' order."""
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise TapeError("--cluster runs on Dask: install it with pip install 'distributed>=2024.1' (or tape[cluster])"
+                        ) from None
+    if not address.startswith(("tcp://", "tls://")):
+        raise TapeError(f"--cluster {address!r}: give the Dask scheduler's address, tcp://HOST:PORT")
+    try:
+        client = Client(address, timeout=CLUSTER_TIMEOUT_S)
+    except (OSError, TimeoutError) as e:
+        raise TapeError(f"--cluster {address}: no Dask scheduler answered in {CLUSTER_TIMEOUT_S} s "
+                        f"({type(e).__name__}); start one with `dask scheduler` and workers with "
+                        f"`dask worker {address}`") from None
+    try:
+        if not client.scheduler_info().get("workers"):
+            client.wait_for_workers(1, timeout=CLUSTER_TIMEOUT_S)
+        futures = client.map(_run_point, jobs, pure=False)
+        index = {f.key: i for i, f in enumerate(futures)}
+        results: list[PointResult | None] = [None] * len(jobs)
+        for future in as_completed(futures):
+            r = future.result()
+            results[index[future.key]] = r
+            if progress is not None:
+                progress(r)
+        return [r for r in results if r is not None]
+    except TimeoutError:
+        raise TapeError(f"--cluster {address}: the scheduler has no worker; start one with "
+                        f"`dask worker {address}`") from None
+    finally:
+        client.close()
 
 
 def ranked(results: list[PointResult], metric: str) -> list[PointResult]:

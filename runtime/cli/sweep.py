@@ -31,6 +31,9 @@ def sweep_command(
                                     help="An axis: K=V, K=V1,V2,… or K=START..STOP:STEP (repeatable)."),
     metric: str = typer.Option("sharpe", "--metric", help=f"Rank by: {', '.join(METRICS)}."),
     workers: int = typer.Option(0, "--workers", min=0, help="Processes at a time (0: one per core)."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", metavar="tcp://HOST:PORT",
+                                          help="Run the points on this Dask scheduler's workers (the store must be "
+                                               "Kafka or a path every worker shares)."),
     sample: Optional[int] = typer.Option(None, "--random", metavar="N", help="Run N points drawn from the grid."),
     seed: int = typer.Option(0, "--seed", help="Seed of the --random draw (the same seed draws the same points)."),
     from_: Optional[str] = typer.Option(None, "--from", metavar="TIME", help="Start of the slice (inclusive)."),
@@ -64,7 +67,7 @@ def sweep_command(
                   transient=True, disable=not sys.stderr.isatty()) as bar:
         task = bar.add_task("sweep", total=len(points))
         results = sweep(log, spec, points, workers=min(n, len(points)),
-                        progress=lambda r: bar.update(task, advance=1))
+                        progress=lambda r: bar.update(task, advance=1), cluster=cluster)
     best = ranked(results, metric)
     if html is not None:
         from runtime.report.charts import sweep_heatmap
