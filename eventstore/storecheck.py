@@ -311,6 +311,8 @@ class _Data:
         if cut is None:
             return
         c = journal.holding(cut.first_seq) if cut.first_seq is not None else None
+        if c is not None and _written_since(cut):
+            return  # a batch a writer was appending as it was read, whole now and committed since: not damage
         if c is not None:
             self.out.append(Finding(cut.path, cut.position, f"the segment ends at byte {cut.size} inside the batch of "
                                     f"committed seq {cut.first_seq} (commit {c[0]}..{c[1]}): committed data was cut "
@@ -323,6 +325,17 @@ class _Data:
                                     "header is cut too (a write torn by a crash, or the file cut short)",
                                     "a committed event it held is reported missing below; else the next writer "
                                     "truncates it", damage=False))
+
+
+def _written_since(cut: _Cut) -> bool:
+    """Whether the batch found torn at the end of a segment is whole when read again (after the journal, which a
+    writer extends only once the batch is written): a write that was under way, not a file cut short."""
+    try:
+        data = cut.path.read_bytes()
+        parse_header(data, cut.position, len(data))
+    except (OSError, Torn, Bad):
+        return False
+    return True
 
 
 def check_namespace(ns_dir: Path, catalog: Catalog | None = None) -> list[Finding]:
