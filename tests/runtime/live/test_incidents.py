@@ -8,6 +8,7 @@ and a halt outlives both the incident and the process: only an operator's resume
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 
 from killkit import NAMESPACE, Live, Sandbox, log_events, stop_session
 from sandboxkit import write_history
@@ -85,6 +86,98 @@ def test_a_venue_ban_halts_a_live_session(tmp_path):
         assert (ban.data["action"], ban.data["scope_id"], ban.data["value"]) == ("HALT", "BINANCE", "1")
         after = [e for e in events if e.seq > ban.seq]
         assert any(e.name == "TradingStateChanged" and e.data["state"] == "HALTED" for e in after)
+        stop_session(p)
+    finally:
+        sb.stop()
+
+
+def after(events, event) -> list:
+    return [e for e in events if e.seq > event.seq]
+
+
+def test_sends_left_unanswered_in_a_burst_halt_the_venue_and_nothing_is_sent_after(tmp_path):
+    sb, live = started(tmp_path, paper=False)
+    live.strategy = "market_maker"  # two quotes a bar: a burst comes quickly
+    try:
+        p = live.spawn("--no-stream", "--heartbeat", "0.2")
+        wait_for(p, live.store, lambda ev: sum(e.name == "OrderAccepted" for e in ev) >= 2)
+        sb.fault("accept_then_drop", probability=1, target="order")  # the venue takes each order, the answer is lost
+        events = wait_for(p, live.store, lambda ev: raised(ev, "unknown_burst"))
+        burst = raised(events, "unknown_burst")[0]
+        assert (burst.data["action"], burst.data["scope"], burst.data["threshold"]) == ("HALT", "venue", "3")
+        assert int(burst.data["value"]) >= 3
+        events = wait_for(p, live.store, lambda ev: any(e.name == "TradingStateChanged" and e.data["state"] ==
+                                                        "HALTED" for e in after(ev, burst)))
+        halted = next(e for e in after(events, burst) if e.name == "TradingStateChanged")
+        time.sleep(3)  # bars keep coming; a halted session sends nothing new
+        events = log_events(live.store)
+        assert not [e for e in after(events, halted) if e.name == "OrderSubmitted"]
+        stop_session(p)
+    finally:
+        sb.stop()
+
+
+def test_orders_the_venue_refuses_in_a_burst_halt_the_strategy(tmp_path):
+    sb, live = started(tmp_path, paper=False)
+    live.strategy = "market_maker"  # two quotes a bar, of 50 BTC against 2 BTC and 100,000 USDT: each one refused
+    # two refusals a bar (a minute of event time) never make the default 5 in 60 s: 4 in 5 minutes here
+    live.incidents().write_text("[reject_burst]\nthreshold = 4\nwindow = 300\n")
+    try:
+        p = live.spawn("--no-stream", "--heartbeat", "0.2", "--param", "quantity=50", "--param", "max_inventory=500")
+        events = wait_for(p, live.store, lambda ev: raised(ev, "reject_burst"), timeout=90)
+        burst = raised(events, "reject_burst")[0]
+        rejected = [e for e in events if e.name == "OrderRejected" and e.seq < burst.seq]
+        assert len(rejected) >= 4 and {e.data["reason_code"] for e in rejected} == {"INSUFFICIENT_BALANCE"}
+        assert (burst.data["threshold"], burst.data["value"]) == ("4", "4")
+        assert (burst.data["action"], burst.data["scope"], burst.data["scope_id"]) == ("HALT", "strategy",
+                                                                                       "market_maker")
+        wait_for(p, live.store, lambda ev: any(e.name == "TradingStateChanged" and e.data["state"] == "HALTED"
+                                               for e in after(ev, burst)))
+        stop_session(p)
+    finally:
+        sb.stop()
+
+
+def test_money_moved_at_the_venue_while_nobody_ran_halts_at_startup_naming_the_difference(tmp_path):
+    sb, live = started(tmp_path, paper=False)
+    try:
+        p = live.run(3)
+        assert p.returncode == 0, p.stderr[-2000:]
+        sb.post("/sandbox/deposit", {"asset": "USDT", "amount": "5"})  # not through trading: the log cannot know
+        p = live.run(3)
+        assert p.returncode == 0, p.stderr[-2000:]
+        events = log_events(live.store)
+        (mismatch,) = raised(events, "reconciliation_mismatch")
+        assert (mismatch.data["action"], mismatch.data["scope"]) == ("HALT", "account")
+        assert "balance.USDT.total" in mismatch.data["detail"]
+        report = [e for e in events if e.name == "ReconciliationReport" and e.seq < mismatch.seq][-1]
+        (diff,) = [m for m in report.data["mismatches"] if m["field"] == "balance.USDT.total"]
+        assert Decimal(diff["venue"]) - Decimal(diff["local"]) == 5
+        halt = next(e for e in after(events, mismatch) if e.name == "TradingStateChanged")
+        assert halt.data["state"] == "HALTED" and halt.data["incident_id"] == mismatch.data["incident_id"]
+    finally:
+        sb.stop()
+
+
+def test_a_venue_clock_ahead_and_answers_of_429_raise_alerts_that_resolve(tmp_path):
+    store = tmp_path / "store"
+    write_history(store, "hist", bars=3000)
+    sb = Sandbox(store, "hist", speed="60", extra=("--seed", "3", "--loop", "--clock-offset-ms", "8000")).start()
+    live = Live(store, sb.url, paper=False, alert_only=())
+    try:
+        p = live.spawn("--no-stream", "--heartbeat", "0.2")
+        events = wait_for(p, live.store, lambda ev: raised(ev, "clock_skew"))
+        skew = raised(events, "clock_skew")[0]
+        assert skew.data["action"] == "ALERT" and 7000 <= int(skew.data["value"]) <= 9000
+        sb.fault("rate_limit_429", probability=1, target="GET /api/v3/klines")
+        events = wait_for(p, live.store, lambda ev: raised(ev, "rate_limited"))
+        limited = raised(events, "rate_limited")[0]
+        assert (limited.data["action"], limited.data["scope"]) == ("ALERT", "venue")
+        sb.clear_faults()
+        wait_for(p, live.store, lambda ev: any(e.name == "IncidentResolved" and e.data["incident_id"] ==
+                                               limited.data["incident_id"] for e in ev))
+        events = log_events(live.store)
+        assert not any(e.name == "TradingStateChanged" and e.data["state"] == "HALTED" for e in events)  # alerts only
         stop_session(p)
     finally:
         sb.stop()
