@@ -131,6 +131,20 @@ class Backend(ABC):
         empty where the backend has no files of its own to check."""
         return []
 
+    def repair(self, namespace: str, catalog: Any, *, cut_after: int | None = None) -> Any:
+        """Repair the files of a namespace (eventstore/repair.py); a backend without files of its own has none."""
+        from eventstore.errors import StoreError
+
+        raise StoreError(f"{self.url}: `tape log repair` repairs a file store's files; a Kafka namespace is the "
+                         "broker's — copy it from a good copy with `tape log copy`")
+
+    def truncation_note(self, namespace: str) -> dict[str, Any] | None:
+        """What a repair's cut left for the next writer to record (None: nothing)."""
+        return None
+
+    def clear_truncation_note(self, namespace: str) -> None:
+        """The note is recorded: remove it."""
+
     @abstractmethod
     def control(self, namespace: str) -> Any:
         """The namespace's control channel (eventstore/control.py): commands for the session that writes it."""

@@ -245,7 +245,7 @@ class FileNamespaceWriter(NamespaceWriter):
         self.partitions = partitions
         self.fsync_policy = fsync
         self.fsync_interval = fsync_interval
-        self._lock_fd = _lock(ns_dir)
+        self._lock_fd = namespace_lock(ns_dir)
         try:
             opts = {"segment_bytes": segment_bytes, "index_interval": index_interval}
             self.parts = {
@@ -356,7 +356,9 @@ class FileNamespaceWriter(NamespaceWriter):
             self._lock_fd = None
 
 
-def _lock(ns_dir: Path) -> int:
+def namespace_lock(ns_dir: Path) -> int:
+    """The namespace's writer lock (an flock on `.lock`, which names the holder's pid), taken or LockedNamespace:
+    its writer takes it, and so do whoever else changes its files (delete, repair)."""
     path = ns_dir / ".lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -469,7 +471,7 @@ class FileLog(Backend):
 
     def delete(self, namespace: str) -> None:
         d = self._ns_dir(namespace, create=False)
-        fd = _lock(d)  # a namespace someone writes is not deleted under them (LockedNamespace)
+        fd = namespace_lock(d)  # a namespace someone writes is not deleted under them (LockedNamespace)
         try:
             trash = self.root / ".trash"  # a rename out of the listing first: a crash leaves no half namespace
             trash.mkdir(exist_ok=True)
@@ -489,3 +491,20 @@ class FileLog(Backend):
 
     def control(self, namespace: str) -> FileControl:
         return FileControl(self._ns_dir(namespace, create=False))
+
+    def repair(self, namespace: str, catalog: Any, *, cut_after: int | None = None) -> Any:
+        """eventstore/repair.py on this namespace's directory."""
+        from eventstore.repair import repair
+
+        d = self._ns_dir(namespace, create=False)
+        return repair(d, catalog, cut_after=cut_after, open_writer=lambda: self.open_writer(namespace).close())
+
+    def truncation_note(self, namespace: str) -> dict[str, Any] | None:
+        from eventstore.repair import pending_note
+
+        return pending_note(self._ns_dir(namespace, create=False))
+
+    def clear_truncation_note(self, namespace: str) -> None:
+        from eventstore.repair import clear_note
+
+        clear_note(self._ns_dir(namespace, create=False))

@@ -211,6 +211,11 @@ class Partition:
             self._rewrite_index(seg)
         return find(seg.entries)
 
+    def replace_index(self, seg: Segment) -> None:
+        """Rebuild a segment's index from the segment and write it (under the namespace's lock: `tape log repair`)."""
+        seg.replace_entries(self._rebuild(seg), None)
+        self._rewrite_index(seg)
+
     def _rewrite_index(self, seg: Segment) -> None:
         """Write a segment's index whole, atomically (the writer only: it holds the namespace's lock)."""
         segindex.write_atomic(seg.index_path, seg.base, seg.entries)

@@ -12,7 +12,7 @@ from eventstore.codec import Codec, Registry
 from eventstore.errors import StoreError
 from eventstore.filelog import FileLog
 from eventstore.replay import Replay
-from eventstore.writer import Writer
+from eventstore.writer import Draft, Writer
 
 DEFAULT_STORE = "file:./tape-data"
 
@@ -88,10 +88,24 @@ class Log:
         """The namespace's single writer (fails if another holds it)."""
         backend_writer = self.backend.open_writer(namespace, **options)
         try:
-            return Writer(backend_writer, namespace, self.catalog, self.registry(namespace), clock)
+            writer = Writer(backend_writer, namespace, self.catalog, self.registry(namespace), clock)
+            self._record_truncation(writer, namespace)
+            return writer
         except BaseException:
             backend_writer.close()
             raise
+
+    def _record_truncation(self, writer: Writer, namespace: str) -> None:
+        """A cut `tape log repair --truncate-after` made becomes the first event the next writer appends (once:
+        a writer that finds it already recorded only removes the note)."""
+        note = self.backend.truncation_note(namespace)
+        if note is None:
+            return
+        if writer.next_seq == note["after_seq"] + 1:
+            writer.append([Draft("LogTruncated", {k: note[k] for k in ("after_seq", "removed_first", "removed_last",
+                                                                       "lost", "repaired_ts")},
+                                 note["ts_event"], "", "repair")])
+        self.backend.clear_truncation_note(namespace)
 
     def replay(self, namespace: str, *, types: Iterable[str] | None = None, **options: Any) -> Replay:
         """Committed events in seq order; see Replay for slicing and follow mode."""

@@ -11,6 +11,7 @@ from eventstore.store import Log
 from runtime import render
 from runtime.cli import output
 from runtime.cli.context import cli_context
+from schemas.errors import TapeError
 
 log_app = typer.Typer(no_args_is_help=True, help="Inspect namespaces, topics and events of the log.")
 
@@ -120,3 +121,30 @@ def log_stats(ctx: typer.Context, namespace: str = typer.Argument(..., metavar="
     for name in sorted(s.per_type):
         per_type.add_row(name, str(s.per_type[name]), str(s.per_type_bytes[name]))
     console.print(per_type)
+
+
+@log_app.command("repair")
+def log_repair(ctx: typer.Context, namespace: str = typer.Argument(..., metavar="NS"),
+               truncate_after: Optional[int] = typer.Option(
+                   None, "--truncate-after", metavar="SEQ", min=0,
+                   help="Cut the namespace after the commit ending at SEQ (committed events past it were lost); "
+                        "its next writer records the cut as LogTruncated.")) -> None:
+    """Rebuild what is derived (indexes), rewrite registry files from today's schemas, cut a torn tail nothing
+    committed; name what is lost and, with --truncate-after, cut after the last whole commit."""
+    log = cli_context(ctx).open()
+    if namespace not in log.namespaces():
+        raise TapeError(f"no namespace {namespace!r} in {log.url}: `tape log namespaces` lists them")
+    done = log.backend.repair(namespace, log.catalog, cut_after=truncate_after)
+    if done.truncated is not None and not done.left:
+        log.writer(namespace).close()  # records the cut (LogTruncated) now, as the namespace's next writer
+        done.fixed.append(f"recorded LogTruncated at seq {done.truncated['after_seq'] + 1:,}")
+    for line in done.fixed:
+        sys.stdout.write(f"{line}\n")
+    if not done.left:
+        sys.stdout.write(f"{namespace}: every file checks clean{'' if done.fixed else ' (nothing to repair)'}\n")
+        return
+    for f in done.left:
+        sys.stdout.write(f"{f.text()}\n")
+    raise TapeError(f"{namespace}: {len(done.left)} finding(s) left that no repair can undo (listed above); writers "
+                    f"stay refused. Restore the namespace from a copy, or cut it after the last whole commit: "
+                    f"tape log repair {namespace} --truncate-after {done.whole}")
