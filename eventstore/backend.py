@@ -105,6 +105,7 @@ class Backend(ABC):
     """A store of namespaces: the file log or Kafka."""
 
     url: str
+    discards_uncommitted = False  # its writer takes discard_uncommitted=True: a torn step's seqs are reused
 
     @abstractmethod
     def namespaces(self) -> list[str]: ...

@@ -4,7 +4,9 @@ The copy is record for record: same seqs, same bytes (key, type, value, ts), sam
 registry first. It hands the source's stored records to the destination backend writer's commit() directly, never
 re-encoding, so the hash chain and event ids stay valid. Steps torn in the source are not copied (their seqs stay a
 gap, as in the source). It resumes after the destination's horizon, once it has checked that the destination is a
-prefix of the source (same commit, same last hash, at the destination's horizon).
+prefix of the source (same commit, same last hash, at the destination's horizon). What a copy killed part way left
+past the destination's last commit is its own: a file destination cuts those whole uncommitted batches when the
+writer opens (discard_uncommitted) and the copy writes the same seqs again, byte for byte.
 """
 from __future__ import annotations
 
@@ -34,7 +36,10 @@ def copy_namespace(src: Any, dst: Any, namespace: str, progress: Callable[[int, 
     try:
         src_h = sreader.horizon()
         schemas = sb.schema_store(namespace).load_schemas()
-        dwriter = db.open_writer(namespace, partitions=dict(sreader.partitions))
+        # what an interrupted copy left past the destination's last commit is the copy's own: discarded, its seqs
+        # written again byte for byte (a file store cuts it; elsewhere it is refused below)
+        extra = {"discard_uncommitted": True} if db.discards_uncommitted else {}
+        dwriter = db.open_writer(namespace, partitions=dict(sreader.partitions), **extra)
         if dict(dwriter.partitions) != dict(sreader.partitions):
             raise StoreError(
                 f"namespace {namespace!r} has partitions {dwriter.partitions} in {db.url} but {sreader.partitions} in "

@@ -23,7 +23,7 @@ from eventstore.batch import Record, iter_records
 from eventstore.control import FileControl
 from eventstore.errors import CorruptLog, LockedNamespace, StoreError
 from eventstore.nsmeta import NAME as META_NAME, read_meta, write_meta
-from eventstore.partition import Partition, TailPlan, segment_name
+from eventstore.partition import Partition, TailPlan, cut_partition_after, segment_name
 from eventstore.registryfile import FileSchemaStore
 
 COMMITS = "_commits"
@@ -238,7 +238,8 @@ class FileNamespaceWriter(NamespaceWriter):
     """
 
     def __init__(self, ns_dir: Path, partitions: dict[str, int], *, fsync: str = "interval",
-                 fsync_interval: float = 1.0, segment_bytes: int = 64 << 20, index_interval: int = 4096):
+                 fsync_interval: float = 1.0, segment_bytes: int = 64 << 20, index_interval: int = 4096,
+                 discard_uncommitted: bool = False):
         if fsync not in FSYNC_POLICIES:
             raise StoreError(f"unknown fsync policy {fsync!r}: use one of {', '.join(FSYNC_POLICIES)}")
         self.dir = ns_dir
@@ -261,6 +262,10 @@ class FileNamespaceWriter(NamespaceWriter):
                 for r in iter_records(buf, info):
                     last_commit = _commit_of(r)
             horizon = last_commit.last if last_commit else 0
+            if discard_uncommitted:  # whole batches past the last commit (a copy killed mid-step): gone, seqs reused
+                for p in self.parts.values():
+                    if p.path.is_dir():
+                        cut_partition_after(p.path, horizon)
             plans = {key: p.recover() for key, p in self.parts.items() if p.path.is_dir()}
             for key, tail in plans.items():
                 self._check_tail(tail, horizon)
@@ -422,6 +427,8 @@ def _recorded_pid(path: Path) -> int | None:
 
 class FileLog(Backend):
     """Namespaces as directories under one root."""
+
+    discards_uncommitted = True
 
     def __init__(self, root: str | Path):
         self.root = Path(root)

@@ -605,3 +605,50 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         n = os.write(fd, view)
         view = view[n:]
+
+
+def readable_batches(seg: Path) -> Iterator[tuple[int, BatchInfo, bytes]]:
+    """(position, header, segment bytes) of a segment's batches in order, up to the first that cannot be read."""
+    data = seg.read_bytes()
+    p = 0
+    while p < len(data):
+        try:
+            info = parse_header(data, p, len(data))
+        except (Torn, Bad):
+            return
+        yield p, info, data
+        p += info.size
+
+
+def cut_partition_after(path: Path, after_seq: int, *, through_damage: bool = False) -> bool:
+    """Truncate one partition's directory after the last batch holding seqs <= after_seq (a commit's end); later
+    segments go, with the index of every segment that changed (rebuilt when the partition is next opened). Where a
+    batch cannot be read before one past after_seq is found, the cut is made there only `through_damage` (the
+    user chose it: `tape log repair --truncate-after`); else nothing is cut (it may hold what is kept). Returns
+    whether anything was cut."""
+    segs = sorted(path.glob("*.log"))
+    cut_at: tuple[int, int] | None = None  # (segment index, byte)
+    for k, seg in enumerate(segs):
+        end, past, size = 0, False, seg.stat().st_size
+        for p, info, _ in readable_batches(seg):
+            if info.first_seq > after_seq:
+                past = True
+                break
+            if info.last_seq > after_seq:
+                raise CorruptLog(f"{seg} byte {p}: a batch of seqs {info.first_seq}..{info.last_seq} spans seq "
+                                 f"{after_seq}: cut at the end of a commit")
+            end = p + info.size
+        if past or (end < size and through_damage):
+            cut_at = (k, end)
+            break
+        if end < size:
+            return False  # an unreadable batch before anything past after_seq: not ours to cut
+    if cut_at is None:
+        return False
+    k, end = cut_at
+    os.truncate(segs[k], end)
+    segs[k].with_suffix(".index").unlink(missing_ok=True)
+    for seg in segs[k + 1:]:
+        seg.unlink()
+        seg.with_suffix(".index").unlink(missing_ok=True)
+    return True

@@ -17,18 +17,18 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eventstore.batch import Bad, BatchInfo, Torn, iter_records, parse_header
+from eventstore.batch import iter_records
 from eventstore.catalog import Catalog
 from eventstore.durable import replace_file
 from eventstore.errors import StoreError
 from eventstore.filelog import namespace_lock
 from eventstore.nsmeta import read_meta
-from eventstore.partition import Partition
+from eventstore.partition import Partition, cut_partition_after, readable_batches
 from eventstore.registryfile import registry_text
 from eventstore.storecheck import COMMITS, DERIVED, Finding, check_namespace
 
@@ -49,24 +49,11 @@ class Repair:
     whole: int = 0  # with damage left: the end of the last whole commit (where a cut loses nothing still there)
 
 
-def _readable(seg: Path) -> Iterator[tuple[int, BatchInfo, bytes]]:
-    """(position, header, segment bytes) of a segment's batches in order, up to the first that cannot be read."""
-    data = seg.read_bytes()
-    p = 0
-    while p < len(data):
-        try:
-            info = parse_header(data, p, len(data))
-        except (Torn, Bad):
-            return
-        yield p, info, data
-        p += info.size
-
-
 def commits(ns_dir: Path) -> list[tuple[int, int, int]]:
     """(first, last, ts) of every commit record the journal holds, in order (reading stops at a torn or bad
     batch)."""
     return [(int.from_bytes(r.value[:8], "big"), r.seq, r.ts) for seg in sorted((ns_dir / COMMITS).glob("*.log"))
-            for _, info, data in _readable(seg) for r in iter_records(data, info)]
+            for _, info, data in readable_batches(seg) for r in iter_records(data, info)]
 
 
 def _rebuild_index(index_path: Path) -> None:
@@ -92,30 +79,6 @@ def _registry(path: Path, catalog: Catalog) -> bool:
     return True
 
 
-def _cut_partition(path: Path, after_seq: int) -> None:
-    """Truncate one partition after the last batch holding seqs <= after_seq; later segments go, with the index of
-    every segment that changed (rebuilt by the next writer)."""
-    segs = sorted(path.glob("*.log"))
-    cutting = False
-    for seg in segs:
-        if cutting:
-            seg.unlink()
-            seg.with_suffix(".index").unlink(missing_ok=True)
-            continue
-        end = 0  # after the last batch kept; what cannot be read is cut too (it holds nothing kept)
-        for p, info, _ in _readable(seg):
-            if info.first_seq > after_seq:
-                break
-            if info.last_seq > after_seq:
-                raise RepairError(f"{seg} byte {p}: a batch of seqs {info.first_seq}..{info.last_seq} spans seq "
-                                  f"{after_seq}: cut at the end of a commit")
-            end = p + info.size
-        if end < seg.stat().st_size:
-            os.truncate(seg, end)
-            seg.with_suffix(".index").unlink(missing_ok=True)
-            cutting = True
-
-
 def truncate_after(ns_dir: Path, after_seq: int, lost: str) -> dict[str, Any]:
     """Cut the namespace after the commit ending at `after_seq` and leave the note its next writer records."""
     ranges = commits(ns_dir)
@@ -134,8 +97,8 @@ def truncate_after(ns_dir: Path, after_seq: int, lost: str) -> dict[str, Any]:
         for i in range(n):
             path = ns_dir / f"{topic}-{i}"
             if path.is_dir():
-                _cut_partition(path, after_seq)
-    _cut_partition(ns_dir / COMMITS, after_seq)
+                cut_partition_after(path, after_seq, through_damage=True)
+    cut_partition_after(ns_dir / COMMITS, after_seq, through_damage=True)
     kept_ts = next((ts for _, end, ts in ranges if end == after_seq), 0)
     note = {"after_seq": after_seq, "removed_first": after_seq + 1, "removed_last": last, "lost": lost,
             "repaired_ts": time.time_ns(), "ts_event": kept_ts}
@@ -203,7 +166,7 @@ def last_whole_commit(ns_dir: Path) -> int:
     present: set[int] = set()
     for part in sorted(p for p in ns_dir.iterdir() if p.is_dir() and not p.name.startswith("_")):
         for seg in sorted(part.glob("*.log")):
-            for _, info, data in _readable(seg):
+            for _, info, data in readable_batches(seg):
                 present.update(r.seq for r in iter_records(data, info))
     whole = 0
     for first, last, _ in commits(ns_dir):
