@@ -20,6 +20,7 @@ from runtime.backtest.runs import list_runs, rebuild_run, remove_run, run_report
 from runtime.cli import output
 from runtime.cli.context import cli_context
 from runtime.configfiles import risk_file, venue_file
+from runtime.ingest.merge import merged_from, one_source
 from runtime.times import format_ns, human_ns
 from schemas.decimals import exact_text, plain
 from schemas.errors import TapeError
@@ -29,7 +30,9 @@ runs_app = typer.Typer(no_args_is_help=True, help="Backtest runs recorded in the
 
 def backtest(
     ctx: typer.Context,
-    source: str = typer.Option(..., "--source", metavar="NS", help="Namespace holding the market history."),
+    source: List[str] = typer.Option(..., "--source", metavar="NS",
+                                     help="Namespace holding the market history (repeatable: several are merged by "
+                                          "event time into one derived source namespace)."),
     strategy: str = typer.Option(..., "--strategy", metavar="NAME", help="Built-in name or module:Class."),
     param: Optional[List[str]] = typer.Option(None, "--param", metavar="K=V", help="Strategy parameter (repeatable)."),
     from_: Optional[str] = typer.Option(None, "--from", metavar="TIME", help="Start of the slice (inclusive)."),
@@ -62,11 +65,11 @@ def backtest(
     limits, queue = risk_file(risk) if risk is not None else (RiskLimits(), QueueConfig())
     given = {k: v for k, v in (("periods_per_year", periods_per_year), ("risk_free_rate", risk_free_rate)) if v}
     annualisation = Annualisation.parse(given, "--periods-per-year / --risk-free-rate")
-    spec = BacktestSpec(source=source, strategy=strategy, params=output.params_option(param or []),
+    log = cli_context(ctx).open()
+    spec = BacktestSpec(source=one_source(log, source, note=_note), strategy=strategy, params=output.params_option(param or []),
                         from_ts=output.time_option(from_, "--from"), to_ts=output.time_option(to, "--to"),
                         risk=limits, queue=queue, venue=venue_file(venue) if venue is not None else VenueConfig(),
                         snapshot_every=snapshot_every, annualisation=annualisation)
-    log = cli_context(ctx).open()
     console = output.console(stderr=True)
     report = None
     for _ in range(2):
@@ -96,10 +99,18 @@ def backtest(
             _note(str(e))
             raise typer.Exit(130) from None
     assert report is not None
+    _name_merged(log, report)
     if as_json:
         sys.stdout.write(json.dumps(plain(report), indent=2, sort_keys=True) + "\n")
         return
     _print_report(report)
+
+
+def _name_merged(log: Any, report: dict[str, Any]) -> None:
+    """A run over merged sources names them: `merged_from` (each source and the seq it was read up to)."""
+    sources = merged_from(log, report["source"]) if report.get("source") else None
+    if sources is not None:
+        report["merged_from"] = sources
 
 
 def _print_report(report: dict[str, Any]) -> None:
@@ -109,6 +120,9 @@ def _print_report(report: dict[str, Any]) -> None:
     stats, cur = report["statistics"], report["currency"]
     console.print(f"run [bold]{report['run_id']}[/bold]  source {report['source']}  strategy {report['strategy']} "
                   f"{_params(report['params'])}")
+    if report.get("merged_from"):
+        console.print("merged from " + ", ".join(f"{s['namespace']} (up to seq {s['to_seq']:,})"
+                                                 for s in report["merged_from"]))
     if stats["samples"]:
         console.print(f"period  {format_ns(stats['start_ts'])} → {format_ns(stats['end_ts'])}  "
                       f"({figures.duration(stats['duration_ns'])}; {stats['samples']:,} samples)")
@@ -214,6 +228,9 @@ def _print_rejections(report: dict[str, Any]) -> None:
     console = output.console()
     console.print(f"run [bold]{report['run_id']}[/bold]  source {report['source']}  strategy {report['strategy']} "
                   f"{_params(report['params'])}")
+    if report.get("merged_from"):
+        console.print("merged from " + ", ".join(f"{s['namespace']} (up to seq {s['to_seq']:,})"
+                                                 for s in report["merged_from"]))
     table = output.table("time", "instrument", "by", "rule", "limit", "reason")
     for r in report["rejected"]:
         table.add_row(format_ns(r["ts"]), r["instrument_id"], r["by"], r["rule"], r["limit"], r["reason"])
@@ -291,7 +308,9 @@ def runs_show(ctx: typer.Context, run: str = typer.Argument(..., metavar="RUN"),
                                                                  "(and the rejections) as JSON.")) -> None:
     """A run's parameters and statistics, rebuilt by replaying its log (and the source marks, up to the source's
     seq the run read)."""
-    report = rebuild_run(cli_context(ctx).open(), run, curve=as_json, rejections=rejections)
+    log = cli_context(ctx).open()
+    report = rebuild_run(log, run, curve=as_json, rejections=rejections)
+    _name_merged(log, report)
     if as_json:
         sys.stdout.write(json.dumps(plain(report), indent=2, sort_keys=True) + "\n")
         return

@@ -18,13 +18,15 @@ from runtime.backtest.sweep import FRACTIONS, METRICS, Grid, PointResult, ranked
 from runtime.cli import output
 from runtime.cli.context import cli_context
 from runtime.configfiles import risk_file, venue_file
+from runtime.ingest.merge import one_source
 from schemas.decimals import plain
 from schemas.errors import TapeError
 
 
 def sweep_command(
     ctx: typer.Context,
-    source: str = typer.Option(..., "--source", metavar="NS", help="Namespace holding the market history."),
+    source: List[str] = typer.Option(..., "--source", metavar="NS",
+                                     help="Namespace holding the market history (repeatable: merged by event time)."),
     strategy: str = typer.Option(..., "--strategy", metavar="NAME",
                                  help="Built-in name, module:Class or ./file.py:Class."),
     param: List[str] = typer.Option(..., "--param", metavar="K=SPEC",
@@ -57,10 +59,11 @@ def sweep_command(
     if metric not in METRICS:
         raise typer.BadParameter(f"use one of {', '.join(METRICS)}", param_hint="--metric")
     limits, queue = risk_file(risk) if risk is not None else (RiskLimits(), QueueConfig())
-    spec = BacktestSpec(source=source, strategy=strategy, from_ts=output.time_option(from_, "--from"),
+    log = cli_context(ctx).open()
+    named = one_source(log, source, note=lambda line: sys.stderr.write(line + "\n"))
+    spec = BacktestSpec(source=named, strategy=strategy, from_ts=output.time_option(from_, "--from"),
                         to_ts=output.time_option(to, "--to"), risk=limits, queue=queue,
                         venue=venue_file(venue) if venue is not None else VenueConfig())
-    log = cli_context(ctx).open()
     n = workers or os.cpu_count() or 1
     console = output.console(stderr=True)
     with Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
@@ -73,7 +76,7 @@ def sweep_command(
         from runtime.report.charts import sweep_heatmap
         from runtime.report.html import sweep_html
 
-        output.written(html, sweep_html(source, strategy, best, metric, [k for k, _ in grid.axes],
+        output.written(html, sweep_html(named, strategy, best, metric, [k for k, _ in grid.axes],
                                  sweep_heatmap(best, grid.axes, axes, metric)))
         sys.stderr.write(f"wrote {html}\n")
     if as_json:
