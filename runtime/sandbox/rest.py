@@ -99,7 +99,10 @@ class RestApi:
         """Every /api/v3 request: faults before, the signature, the handler, faults after."""
         method, path = request.method, request.path
         query = request.rel_url.raw_query_string
-        body = (await request.text()) if request.can_read_body else ""
+        try:
+            body = (await request.text()) if request.can_read_body else ""
+        except ConnectionError:  # the client went away mid-request (a SIGKILLed session): nobody reads an answer
+            return web.Response(status=499)
         params = dict(parse_qsl(query, keep_blank_values=True))
         params.update(parse_qsl(body, keep_blank_values=True))
         route = self.routes.get((method, path))

@@ -18,9 +18,6 @@ from sandboxkit import KEY, SECRET, write_history
 
 from schemas.ids import order_id_prefix
 
-# the series run one after another on one pytest-xdist worker (their floors of fills and orders in doubt assume a
-# session has a core to itself), beside the rest of the suite on the other
-pytestmark = pytest.mark.xdist_group("sigkill-series")
 PREFIX = order_id_prefix(NAMESPACE)
 # faults of live-runtime.md §1.3 and §5.2 that a session must survive, drawn per request with the sandbox's seed
 FAULTS = ("accept_then_drop:0.15,status_unknown:0.05,http_5xx_json:0.04,http_5xx_html:0.03,rate_limit_429:0.03,"
