@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
@@ -131,20 +131,23 @@ def ingest_exchange_command(
     ctx: typer.Context,
     venue: Annotated[str, typer.Argument(metavar="VENUE", help="ccxt exchange id, e.g. binance.")],
     symbol: Annotated[str, typer.Argument(metavar="SYMBOL", help="The exchange's symbol, BASE/QUOTE: BTC/USDT.")],
-    timeframe: Annotated[str, typer.Option("--timeframe", metavar="TF", help="Bar timeframe: 1m, 5m, 1h, 1d…")],
-    since: Annotated[str, typer.Option("--since", metavar="TIME", help="First bar to fetch (its open time).")],
+    since: Annotated[str, typer.Option("--since", metavar="TIME", help="Where the history starts.")],
     namespace: Annotated[str, typer.Option("--namespace", metavar="NS", help="Namespace to write (resumed).")],
+    timeframe: Annotated[str | None, typer.Option("--timeframe", metavar="TF",
+                                                  help="Fetch bars of this timeframe: 1m, 5m, 1h, 1d…")] = None,
+    trades: Annotated[bool, typer.Option("--trades", help="Fetch the public trades (fetch_trades) too.")] = False,
     until: Annotated[str | None, typer.Option("--until", metavar="TIME",
-                                              help="Stop before bars opening here (default: the bars closed now).")]
+                                              help="Stop here (default: what is closed at the exchange now).")]
     = None,
     sandbox_url: Annotated[str | None, typer.Option("--sandbox-url", metavar="URL",
                                                     help="Talk to this server instead (tape sandbox serve).")] = None,
     page_size: Annotated[int, typer.Option("--page-size", min=1, max=5000, metavar="N",
-                                           help="Bars asked for per request (each page is one commit).")] = 1000,
+                                           help="Bars or trades asked for per request (a page, one commit).")] = 1000,
 ) -> None:
-    """Bar history from an exchange through ccxt: paged, rate-limited, resumable (a re-run continues after the last
-    bar the namespace holds), gaps reported, the instrument defined from the exchange's market."""
-    from runtime.ingest.exchange import Request, describe_gaps, ingest_exchange
+    """Bar (--timeframe) and trade (--trades) history from an exchange through ccxt: paged, rate-limited, resumable
+    (a re-run continues after what the namespace holds), gaps reported, the instrument defined from the exchange's
+    market."""
+    from runtime.ingest.exchange import Outcome, Request, ingest_exchange, ingest_trades
     from runtime.live.exchange import exchange_for
 
     since_ns = output.time_option(since, "--since")
@@ -152,34 +155,51 @@ def ingest_exchange_command(
     assert since_ns is not None
     if until_ns is not None and until_ns <= since_ns:
         raise typer.BadParameter("must be after --since", param_hint="--until")
-    parse_timeframe(timeframe)
+    if timeframe is None and not trades:
+        raise typer.BadParameter("name what to fetch: --timeframe TF for bars, --trades for trades, or both",
+                                 param_hint="--timeframe / --trades")
+    if timeframe is not None:
+        parse_timeframe(timeframe)
     exchange = exchange_for(venue, None, sandbox_url)
-    req = Request(venue, symbol, timeframe, namespace, since_ns, until_ns, page_size)
+    req = Request(venue, symbol, timeframe or "", namespace, since_ns, until_ns, page_size)
     log = cli_context(ctx).open()
     console = output.console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[bars]:,} bars"),
-                  TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal) as bar:
-        task = bar.add_task(f"{venue} {symbol} {timeframe}", total=None, bars=0)
+    lines: list[str] = []
+    try:
+        for what in ([timeframe] if timeframe else []) + (["trades"] if trades else []):
+            with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[n]:,}"),
+                          TimeRemainingColumn(), console=console, transient=True,
+                          disable=not console.is_terminal) as bar:
+                task = bar.add_task(f"{venue} {symbol} {what}", total=None, n=0)
 
-        def advance(reached: int, bars: int) -> None:
-            end = until_ns or time.time_ns()
-            bar.update(task, completed=max(0, reached - since_ns), total=max(1, end - since_ns), bars=bars)
+                def advance(reached: int, n: int, task: Any = task, bar: Any = bar) -> None:
+                    end = until_ns or time.time_ns()
+                    bar.update(task, completed=max(0, reached - since_ns), total=max(1, end - since_ns), n=n)
 
-        try:
-            got = ingest_exchange(log, exchange, req, progress=advance)
-        finally:
-            close = getattr(exchange, "close", None)
-            if callable(close):
-                close()
+                fetch = ingest_trades if what == "trades" else ingest_exchange
+                got: Outcome = fetch(log, exchange, req, progress=advance)
+            lines += _fetched(namespace, what, got)
+    finally:
+        close = getattr(exchange, "close", None)
+        if callable(close):
+            close()
+    sys.stdout.write("".join(f"{line}\n" for line in lines))
+
+
+def _fetched(namespace: str, what: str, got: Any) -> list[str]:
+    """What one fetch wrote, for people."""
+    from runtime.ingest.exchange import describe_gaps
+
+    noun = "trades" if what == "trades" else f"{what} bars"
     lines = []
     if got.resumed_after is not None:
-        lines.append(f"resumed after the bar opening {format_ns(got.resumed_after)} (the namespace held it)")
-    if got.bars:
-        lines.append(f"{namespace}: {got.bars:,} {timeframe} bars of {got.instrument_id} from "
-                     f"{format_ns(got.first_open or 0)} to {format_ns(got.last_open or 0)} in {got.pages:,} "
-                     f"page{'s' if got.pages != 1 else ''}"
+        held = "the trades at" if what == "trades" else "the bar opening"
+        lines.append(f"resumed after {held} {format_ns(got.resumed_after)} (the namespace held it)")
+    if got.count:
+        lines.append(f"{namespace}: {got.count:,} {noun} of {got.instrument_id} from {format_ns(got.first or 0)} to "
+                     f"{format_ns(got.last or 0)} in {got.pages:,} page{'s' if got.pages != 1 else ''}"
                      + ("; instrument defined from the exchange's market" if got.defined else ""))
     else:
-        lines.append(f"{namespace}: no new closed {timeframe} bars of {got.instrument_id} in the range")
-    lines += describe_gaps(got.gaps)
-    sys.stdout.write("".join(f"{line}\n" for line in lines))
+        lines.append(f"{namespace}: no new {'trades' if what == 'trades' else 'closed ' + noun} of "
+                     f"{got.instrument_id} in the range")
+    return lines + describe_gaps(got.gaps)

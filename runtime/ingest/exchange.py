@@ -20,7 +20,7 @@ from eventstore.store import Log
 from eventstore.writer import Draft
 from handlers.venues.ccxt.errors import read_again
 from handlers.venues.ccxt.feed import bar_event
-from handlers.venues.ccxt.mapping import instrument_id, instrument_payload
+from handlers.venues.ccxt.mapping import dec, instrument_id, instrument_payload
 from runtime.times import format_ns, parse_timeframe, timeframe_months
 from schemas.errors import TapeError
 
@@ -55,24 +55,25 @@ class Gap:
 @dataclass
 class Outcome:
     instrument_id: str
-    bars: int = 0
+    count: int = 0  # bars or trades written
     pages: int = 0
-    first_open: int | None = None
-    last_open: int | None = None
+    first: int | None = None  # a bar's open time, a trade's time: the first written
+    last: int | None = None
     resumed_after: int | None = None  # open time of the last bar the namespace held before (a resumed import)
     gaps: list[Gap] = field(default_factory=list)
     defined: bool = False  # the instrument was defined by this import
 
 
-def _held(log: Log, namespace: str, iid: str, timeframe: str) -> tuple[bool, int | None]:
-    """(the instrument is defined, the close time of the last bar of this series held), from the namespace."""
+def _held(log: Log, namespace: str, iid: str, timeframe: str | None, kind: str = "bars") -> tuple[bool, int | None]:
+    """(the instrument is defined, the time of the last event of this series held: a bar's close, a trade's),
+    from the namespace's HistoryImported records."""
     if namespace not in log.namespaces():
         return False, None
     defined = any(e.key == iid for e in log.replay(namespace, types=["InstrumentDefined"]))
     last = None
     for e in log.replay(namespace, types=["HistoryImported"]):
         d = e.data
-        if e.key == iid and d["kind"] == "bars" and d["timeframe"] == timeframe:
+        if e.key == iid and d["kind"] == kind and d["timeframe"] == timeframe:
             last = d["last_ts"] if last is None else max(last, d["last_ts"])
     return defined, last
 
@@ -160,34 +161,112 @@ def ingest_exchange(log: Log, exchange: Any, req: Request, *,
                                      step[0].ts_event))
                 defined = out.defined = True
             bars = [d for d in step if d.type == "Bar"]
-            step.append(_page_record(req, iid, bars, out.bars))
+            step.append(_page_record(req, iid, bars, out.count))
             if writer is None:
                 writer = log.writer(req.namespace)
             writer.append(step)
-            out.bars += len(bars)
+            out.count += len(bars)
             out.pages += 1
-            if out.first_open is None:
-                out.first_open = bars[0].payload["open_ts"]
-            out.last_open = bars[-1].payload["open_ts"]
+            if out.first is None:
+                out.first = bars[0].payload["open_ts"]
+            out.last = bars[-1].payload["open_ts"]
             if progress is not None:
-                progress(expected, out.bars)
+                progress(expected, out.count)
     finally:
         if writer is not None:
             writer.close()
     return out
 
 
-def _page_record(req: Request, iid: str, bars: list[Draft], before: int) -> Draft:
-    """The HistoryImported closing a page: which request, how many bars, their times and a checksum of the page
+BAR_FIELDS = ("open_ts", "open", "high", "low", "close", "volume")
+TRADE_FIELDS = ("trade_id", "price", "quantity", "aggressor_side")
+
+
+def _page_record(req: Request, iid: str, events: list[Draft], before: int, kind: str = "bars") -> Draft:
+    """The HistoryImported closing a page: which request, how many events, their times and a checksum of the page
     as written (the resume point of the next run)."""
-    digest = hashlib.sha256("\n".join(f"{b.payload['open_ts']},{b.payload['open']},{b.payload['high']},"
-                                      f"{b.payload['low']},{b.payload['close']},{b.payload['volume']}"
-                                      for b in bars).encode()).hexdigest()
-    last = bars[-1].ts_event
-    payload = {"instrument_id": iid, "file_name": f"exchange:{req.venue} {req.symbol} {req.timeframe}",
-               "sha256": digest, "kind": "bars", "timeframe": req.timeframe, "rows": len(bars),
-               "first_row": before + 1, "last_row": before + len(bars), "first_ts": bars[0].ts_event, "last_ts": last}
+    fields = BAR_FIELDS if kind == "bars" else TRADE_FIELDS
+    digest = hashlib.sha256("\n".join(",".join(str(e.payload[f]) for f in fields) for e in events).encode()).hexdigest()
+    last = events[-1].ts_event
+    what = req.timeframe if kind == "bars" else "trades"
+    payload = {"instrument_id": iid, "file_name": f"exchange:{req.venue} {req.symbol} {what}",
+               "sha256": digest, "kind": kind, "timeframe": req.timeframe if kind == "bars" else None,
+               "rows": len(events), "first_row": before + 1, "last_row": before + len(events),
+               "first_ts": events[0].ts_event, "last_ts": last}
     return Draft("HistoryImported", payload, last, iid, SOURCE, None, None, last)
+
+
+TRADE_WINDOW_MS = 3_600_000  # what an empty page moves the cursor by (binance answers an hour from `since`)
+
+
+def ingest_trades(log: Log, exchange: Any, req: Request, *,
+                  progress: Callable[[int, int], None] | None = None) -> Outcome:
+    """Fetch the exchange's public trades from the resume point (or `since`) to `until` (or now), a page a step:
+    in time order, each trade once (trades at the page boundary's millisecond told apart by their ids)."""
+    if not exchange.has.get("fetchTrades"):
+        raise ExchangeIngestError(f"{exchange.id} has no fetchTrades in ccxt: its trade history cannot be fetched")
+    market = _market(exchange, req.symbol)
+    iid = instrument_id(market, exchange.id.upper())
+    defined, held = _held(log, req.namespace, iid, None, "trades")
+    out = Outcome(iid)
+    latest = _call(exchange.fetch_trades, req.symbol, None, 1)  # the newest trade: where the history ends now
+    if not latest:
+        return out
+    end_ms = max(int(t["timestamp"]) for t in latest) + 1
+    until_ms = min(req.until_ns // MS, end_ms) if req.until_ns is not None else end_ms
+    cursor = req.since_ns // MS
+    seen: set[str] = set()  # ids of the trades held at the cursor's millisecond
+    if held is not None:
+        out.resumed_after = held
+        cursor = max(cursor, held // MS)
+        seen = {e.data["trade_id"] for e in log.replay(req.namespace, types=["TradeTick"], from_ts=held)
+                if e.key == iid and e.ts_event // MS == held // MS}
+    writer = None
+    try:
+        while cursor < until_ms:
+            rows = _call(exchange.fetch_trades, req.symbol, cursor, req.page)
+            rows = sorted((t for t in rows if cursor <= int(t["timestamp"]) < until_ms),
+                          key=lambda t: (int(t["timestamp"]), int(t["id"]) if str(t["id"]).isdigit() else 0))
+            fresh = [t for t in rows if not (int(t["timestamp"]) == cursor and str(t["id"]) in seen)]
+            if not fresh:
+                cursor = int(rows[-1]["timestamp"]) + 1 if rows else cursor + TRADE_WINDOW_MS
+                seen = set()
+                continue
+            step = [_trade(iid, t) for t in fresh]
+            if not defined:
+                inst = instrument_payload(market, exchange.id.upper())
+                step.insert(0, Draft("InstrumentDefined", inst, step[0].ts_event, iid, SOURCE, None, None,
+                                     step[0].ts_event))
+                defined = out.defined = True
+            trades = [d for d in step if d.type == "TradeTick"]
+            step.append(_page_record(req, iid, trades, out.count, "trades"))
+            if writer is None:
+                writer = log.writer(req.namespace)
+            writer.append(step)
+            last_ms = int(fresh[-1]["timestamp"])
+            seen = (seen if last_ms == cursor else set()) | {str(t["id"]) for t in fresh
+                                                             if int(t["timestamp"]) == last_ms}
+            cursor = last_ms
+            out.count += len(trades)
+            out.pages += 1
+            if out.first is None:
+                out.first = trades[0].ts_event
+            out.last = trades[-1].ts_event
+            if progress is not None:
+                progress(cursor * MS, out.count)
+    finally:
+        if writer is not None:
+            writer.close()
+    return out
+
+
+def _trade(iid: str, t: dict[str, Any]) -> Draft:
+    """A ccxt trade as a TradeTick: the taker's side is the aggressor's, prices exact."""
+    ts = int(t["timestamp"]) * MS
+    side = {"buy": "BUYER", "sell": "SELLER"}.get(t.get("side") or "", "NO_AGGRESSOR")
+    payload = {"instrument_id": iid, "price": dec(t["price"]), "quantity": dec(t["amount"]), "aggressor_side": side,
+               "trade_id": str(t["id"])}
+    return Draft("TradeTick", payload, ts, iid, SOURCE, None, None, ts)
 
 
 def describe_gaps(gaps: list[Gap], limit: int = 5) -> list[str]:

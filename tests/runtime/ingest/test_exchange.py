@@ -139,3 +139,33 @@ def test_bad_requests_are_one_line_exit_2(store: Path, tmp_path: Path) -> None:
             err = p.stderr.strip()
             assert p.returncode == 2 and err.startswith("error: ") and message in err and "\n" not in err, (args, err)
     assert "ex" not in Log.open(f"file:{store}").namespaces()  # nothing written half way
+
+
+def test_trades_are_the_venues_prints_once_each_and_a_rerun_resumes(store: Path) -> None:
+    with Sandbox(store, "hist", speed="0") as sb:
+        sb.post("/sandbox/step", {"events": 120})  # 120 bars' prints
+        p = fetch(store, sb, "--trades", "--page-size", "100")
+        assert p.returncode == 0, p.stderr
+        assert "1m bars of BTCUSDT.BINANCE" in p.stdout and " trades of BTCUSDT.BINANCE" in p.stdout
+
+        def prints() -> list[tuple]:
+            rows = sb.get("/api/v3/aggTrades?symbol=BTCUSDT&fromId=0&limit=1000")
+            return [(str(r["a"]), Decimal(r["p"]), Decimal(r["q"]), r["T"] * 1_000_000,
+                     "SELLER" if r["m"] else "BUYER") for r in rows]
+
+        def ticks() -> list[tuple]:
+            log = Log.open(f"file:{store}")
+            try:
+                return [(e.data["trade_id"], e.data["price"], e.data["quantity"], e.ts_event, e.data["aggressor_side"])
+                        for e in log.replay("ex", types=["TradeTick"])]
+            finally:
+                log.close()
+
+        assert ticks() == prints() and len(ticks()) > 100  # each print once, exact, in time order
+        sb.post("/sandbox/step", {"events": 60})
+        again = fetch(store, sb, "--trades")
+        assert again.returncode == 0, again.stderr
+        assert "resumed after the trades at" in again.stdout
+        assert ticks() == prints()  # the new prints, none twice
+    assert "name what to fetch" in tape(store, "ingest", "exchange", "binance", "BTC/USDT", "--since", "2024-01-01",
+                                        "--namespace", "ex").stderr
