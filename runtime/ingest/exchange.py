@@ -136,7 +136,7 @@ def ingest_exchange(log: Log, exchange: Any, req: Request, *,
             expected = held_close
         elif held_close < expected:  # asked to start later than the bars held end: the bars between are a gap
             out.gaps.append(Gap(held_close, expected, (expected - held_close) // tf_ns))
-    writer = None
+    pages = _Pages(log, req, market, exchange.id.upper(), defined, out)
     try:
         while expected + tf_ns <= until:
             rows = _call(exchange.fetch_ohlcv, req.symbol, req.timeframe, expected // MS, req.page)
@@ -155,31 +155,46 @@ def ingest_exchange(log: Log, exchange: Any, req: Request, *,
                 expected = open_ts + tf_ns
             if not step:
                 break  # nothing closed after `expected`: the exchange has no more bars in range
-            if not defined:
-                inst = instrument_payload(market, exchange.id.upper())
-                step.insert(0, Draft("InstrumentDefined", inst, step[0].ts_event, iid, SOURCE, None, None,
-                                     step[0].ts_event))
-                defined = out.defined = True
-            bars = [d for d in step if d.type == "Bar"]
-            step.append(_page_record(req, iid, bars, out.count))
-            if writer is None:
-                writer = log.writer(req.namespace)
-            writer.append(step)
-            out.count += len(bars)
-            out.pages += 1
-            if out.first is None:
-                out.first = bars[0].payload["open_ts"]
-            out.last = bars[-1].payload["open_ts"]
+            pages.write(step, "bars", step[0].payload["open_ts"], step[-1].payload["open_ts"])
             if progress is not None:
                 progress(expected, out.count)
     finally:
-        if writer is not None:
-            writer.close()
+        pages.close()
     return out
 
 
 BAR_FIELDS = ("open_ts", "open", "high", "low", "close", "volume")
 TRADE_FIELDS = ("trade_id", "price", "quantity", "aggressor_side")
+
+
+class _Pages:
+    """Writes pages: each one step — the instrument's definition first when the namespace has none, the page's
+    events, its HistoryImported — the writer opened at the first page (nothing fetched, nothing written)."""
+
+    def __init__(self, log: Log, req: Request, market: dict[str, Any], venue: str, defined: bool, out: Outcome):
+        self.log, self.req, self.market, self.venue, self.defined, self.out = log, req, market, venue, defined, out
+        self.writer: Any = None
+
+    def write(self, events: list[Draft], kind: str, first: int, last: int) -> None:
+        out, iid = self.out, self.out.instrument_id
+        step = list(events)
+        if not self.defined:
+            inst = instrument_payload(self.market, self.venue)
+            step.insert(0, Draft("InstrumentDefined", inst, step[0].ts_event, iid, SOURCE, None, None,
+                                 step[0].ts_event))
+            self.defined = out.defined = True
+        step.append(_page_record(self.req, iid, events, out.count, kind))
+        if self.writer is None:
+            self.writer = self.log.writer(self.req.namespace)
+        self.writer.append(step)
+        out.count += len(events)
+        out.pages += 1
+        out.first = first if out.first is None else out.first
+        out.last = last
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
 
 
 def _page_record(req: Request, iid: str, events: list[Draft], before: int, kind: str = "bars") -> Draft:
@@ -221,7 +236,7 @@ def ingest_trades(log: Log, exchange: Any, req: Request, *,
         cursor = max(cursor, held // MS)
         seen = {e.data["trade_id"] for e in log.replay(req.namespace, types=["TradeTick"], from_ts=held)
                 if e.key == iid and e.ts_event // MS == held // MS}
-    writer = None
+    pages = _Pages(log, req, market, exchange.id.upper(), defined, out)
     try:
         while cursor < until_ms:
             rows = _call(exchange.fetch_trades, req.symbol, cursor, req.page)
@@ -233,30 +248,15 @@ def ingest_trades(log: Log, exchange: Any, req: Request, *,
                 seen = set()
                 continue
             step = [_trade(iid, t) for t in fresh]
-            if not defined:
-                inst = instrument_payload(market, exchange.id.upper())
-                step.insert(0, Draft("InstrumentDefined", inst, step[0].ts_event, iid, SOURCE, None, None,
-                                     step[0].ts_event))
-                defined = out.defined = True
-            trades = [d for d in step if d.type == "TradeTick"]
-            step.append(_page_record(req, iid, trades, out.count, "trades"))
-            if writer is None:
-                writer = log.writer(req.namespace)
-            writer.append(step)
+            pages.write(step, "trades", step[0].ts_event, step[-1].ts_event)
             last_ms = int(fresh[-1]["timestamp"])
             seen = (seen if last_ms == cursor else set()) | {str(t["id"]) for t in fresh
                                                              if int(t["timestamp"]) == last_ms}
             cursor = last_ms
-            out.count += len(trades)
-            out.pages += 1
-            if out.first is None:
-                out.first = trades[0].ts_event
-            out.last = trades[-1].ts_event
             if progress is not None:
                 progress(cursor * MS, out.count)
     finally:
-        if writer is not None:
-            writer.close()
+        pages.close()
     return out
 
 
