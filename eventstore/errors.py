@@ -6,6 +6,11 @@ class StoreError(TapeError):
     """The store URL or path cannot be used."""
 
 
+class NamespaceBeingCreated(StoreError):
+    """A Kafka namespace whose topics exist but not yet its metadata record: its first writer is creating it, or
+    was killed doing so (the next writer finishes it)."""
+
+
 class LockedNamespace(TapeError):
     """A second writer tried to open a namespace that has one."""
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from eventstore.backend import Commit, Cursor, NamespaceReader, PartitionInfo
 from eventstore.batch import Record
-from eventstore.errors import CorruptLog, StoreError
+from eventstore.errors import CorruptLog, NamespaceBeingCreated, StoreError
 from eventstore.kafka.journal import EMPTY, Journal, JournalCommit, PartitionState, decode_journal, record_of
 from eventstore.kafka.transport import Consumer, TopicPartition
 
@@ -106,7 +106,8 @@ class KafkaNamespaceReader(NamespaceReader):
         c = self.new_consumer()
         meta = self.journal.meta(c)
         if meta is None:
-            raise StoreError(f"namespace {ns!r} in {log.url} is being created (no metadata record yet): retry")
+            raise NamespaceBeingCreated(f"namespace {ns!r} in {log.url} is being created (no metadata record yet): "
+                                        "retry once its writer has started")
         self.partitions: dict[str, int] = dict(meta["partitions"])
         self.order = [(t, i) for t, n in self.partitions.items() for i in range(n)]
         self.index = {k: j for j, k in enumerate(self.order)}

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
+from eventstore.errors import NamespaceBeingCreated
 from eventstore.replay import Event
 from eventstore.seek import last_event
 from eventstore.store import Log
@@ -206,7 +207,12 @@ class LiveNode:
     def _check_namespace(self) -> None:
         if self.spec.namespace not in self.log.namespaces():
             return
-        first = run_started(self.log, self.spec.namespace)
+        try:
+            first = run_started(self.log, self.spec.namespace)
+        except NamespaceBeingCreated:  # a first session killed as it created it on Kafka: this one finishes it
+            return
+        if first is None and self.log.horizon(self.spec.namespace) == 0:
+            return  # created, nothing committed yet (a first session killed as it started): this one starts it
         if first is None:
             raise LiveError(f"namespace {self.spec.namespace} holds events but no RunStarted: it is not a live "
                             "namespace; choose another --namespace")

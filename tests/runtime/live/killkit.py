@@ -116,6 +116,7 @@ class Live:
     paper: bool = False
     window_s: float = 2.0
     alert_only: tuple[str, ...] = ALERT_ONLY  # incident kinds whose action is ALERT (the rest: the defaults)
+    store_url: str = ""  # the session's store when not the file store at `store` (kafka://…)
 
     def incidents(self) -> Path:
         """The series' incident policy: the venue faults it injects on purpose alert instead of halting (a halt
@@ -126,8 +127,8 @@ class Live:
         return path
 
     def argv(self, *extra: str) -> list[str]:
-        return [sys.executable, "-c", LAUNCHER, "--store", f"file:{self.store}", "live", "--venue", "binance",
-                "--namespace", NAMESPACE, "--strategy", self.strategy, *STRATEGIES[self.strategy],
+        return [sys.executable, "-c", LAUNCHER, "--store", self.store_url or f"file:{self.store}", "live",
+                "--venue", "binance", "--namespace", NAMESPACE, "--strategy", self.strategy, *STRATEGIES[self.strategy],
                 "--symbol", SYMBOL, "--sandbox-url", self.url, "--poll", "0.05", "--history", "3",
                 "--visibility-window", str(self.window_s), "--snapshot-every", "25",
                 "--incidents", str(self.incidents()),
@@ -262,10 +263,11 @@ class Verdict:
         return {n: getattr(self, n) for n in names if getattr(self, n)}
 
 
-def verdict(sb: Sandbox, store: Path, prefix: str) -> Verdict:
-    """Compare the venue's books with the log (live sessions)."""
+def verdict(sb: Sandbox, store: Path | None, prefix: str, events: list[Any] | None = None) -> Verdict:
+    """Compare the venue's books with the log (live sessions): the file store's, or the `events` given."""
     books = venue_books(sb)
-    events = log_events(store)
+    if events is None:
+        events = log_events(store)  # type: ignore[arg-type]
     state = folded(events)
     v = Verdict()
     ours = [o for o in books["orders"] if str(o["clientOrderId"] or "").startswith(prefix + "-")]

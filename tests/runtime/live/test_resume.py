@@ -12,8 +12,8 @@ from fractions import Fraction
 import pytest
 
 from eventstore.store import Log
-from runtime.live.node import LiveNode, LiveSpec
 from projections.snapshot import read_snapshot
+from runtime.live.node import LiveNode, LiveSpec
 from runtime.live.resume import RecoveryDiverged
 
 MIN_MS = 60_000
