@@ -1,12 +1,25 @@
 """What a log backend provides, so the writer, replay and CLI work the same on every backend."""
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 from eventstore.batch import Record
 from eventstore.codec import SchemaStore
+from eventstore.errors import StoreError
+
+NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")  # a directory name and a Kafka topic prefix alike
+
+
+def valid_namespace(ns: str) -> str:
+    """The one rule for a namespace's name on every backend (a file store's directory, a Kafka topic prefix)."""
+    if not isinstance(ns, str) or not NAMESPACE.match(ns):
+        raise StoreError(f"invalid namespace {ns!r}: use up to 200 letters, digits, '-', '_' and '.', starting "
+                         "with a letter or a digit")
+    return ns
+
 
 TOPIC_PARTITIONS = {"market": 1, "intents": 1, "executions": 1, "system": 1}
 

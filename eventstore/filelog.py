@@ -18,6 +18,7 @@ from eventstore.backend import (
     NamespaceReader,
     NamespaceWriter,
     PartitionInfo,
+    valid_namespace,
 )
 from eventstore.batch import Record, iter_records
 from eventstore.control import FileControl
@@ -31,12 +32,6 @@ _COMMIT_VALUE = struct.Struct(">Q")
 _COMMIT_SIZE = 8 + 32  # first seq u64 and the sha256 of the commit's last record
 FSYNC_POLICIES = ("always", "interval", "never")
 _REFUSE = "the writer refuses to append — restore the namespace from a copy"
-
-
-def _valid_namespace(ns: str) -> str:
-    if not ns or ns.startswith((".", "_")) or any(c in ns for c in "/\\\0 ") or len(ns) > 200:
-        raise StoreError(f"invalid namespace {ns!r}: use letters, digits, '-', '_' and '.', not starting with '.' or '_'")
-    return ns
 
 
 def _partition_dir(ns_dir: Path, topic: str, partition: int) -> Path:
@@ -435,7 +430,7 @@ class FileLog(Backend):
         self.url = f"file:{root}"
 
     def _ns_dir(self, namespace: str, *, create: bool) -> Path:
-        _valid_namespace(namespace)
+        valid_namespace(namespace)
         d = self.root / namespace
         if create:
             try:
@@ -471,7 +466,7 @@ class FileLog(Backend):
         return FileNamespaceReader(d, self._meta(d, None))
 
     def schema_store(self, namespace: str) -> FileSchemaStore:
-        return FileSchemaStore(self.root / _valid_namespace(namespace) / "_schemas")
+        return FileSchemaStore(self.root / valid_namespace(namespace) / "_schemas")
 
     def writer_holder(self, namespace: str) -> int | None:
         return lock_holder(self._ns_dir(namespace, create=False))

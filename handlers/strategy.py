@@ -8,10 +8,11 @@ import importlib.util
 import inspect
 import os
 import sys
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from schemas.decimals import parse_decimal
 from schemas.errors import TapeError
 
 if TYPE_CHECKING:
@@ -180,11 +181,12 @@ def parse_params(cls: type[Strategy], raw: dict[str, str]) -> Any:
                     raise ValueError(text)
                 values[key] = text.lower() in ("true", "1", "yes")
             elif typ == "Decimal":
-                values[key] = Decimal(text)
+                values[key] = parse_decimal(text)[0]  # finite, in the log's decimal(38,18), exact
             else:
                 values[key] = text
-        except (ValueError, InvalidOperation):
-            raise TapeError(f"strategy {cls.name}: parameter {key}={text!r} is not a valid {typ}") from None
+        except ValueError as e:
+            why = f": {e}" if typ == "Decimal" else f" is not a valid {typ}"
+            raise TapeError(f"strategy {cls.name}: parameter {key}={text!r}{why}") from None
     try:
         return cls.Params(**values)
     except TypeError as e:

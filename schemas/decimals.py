@@ -8,7 +8,8 @@ operations that must never round at all: normalize and quantize (Python's defaul
 from __future__ import annotations
 
 import json
-from decimal import ROUND_HALF_EVEN, Context, Decimal
+import re
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 from typing import Any
 
 SCALE = 18  # decimal places of every decimal in the schemas
@@ -18,6 +19,8 @@ ZERO = Decimal(0)
 ONE = Decimal(1)
 ARITHMETIC = Context(prec=60, rounding=ROUND_HALF_EVEN)
 EXACT = Context(prec=100, rounding=ROUND_HALF_EVEN)
+MAX_SCALE, MAX_INT_DIGITS = SCALE, PRECISION - SCALE
+_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
 
 def q18(value: Decimal) -> Decimal:
@@ -72,3 +75,39 @@ def canonical_json(value: Any) -> str:
     """Deterministic JSON (sorted keys, no spaces, Decimals as exact text): what the log records of a config,
     and what a run's content address hashes."""
     return json.dumps(plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def parse_decimal(text: str) -> tuple[Decimal, int]:
+    """A decimal(38,18) read from text — a CSV cell, a parameter: (value, decimals without trailing zeros);
+    ValueError with a message for anything else (not a number, nan, inf, too large, too many places)."""
+    t = text.strip()
+    if not t:
+        raise ValueError("is empty; a number is required")
+    m = _DECIMAL.match(t)
+    if not m:
+        raise ValueError(f"{text!r} is not a number")
+    if m.group(3) is None:  # plain notation: decide from the text alone (the common, fast case)
+        whole, _, frac = t.lstrip("+-").partition(".")
+        dp = len(frac.rstrip("0"))
+        if dp > MAX_SCALE:
+            raise ValueError(f"{text!r} has more than {MAX_SCALE} decimal places")
+        if len(whole.lstrip("0")) > MAX_INT_DIGITS:
+            raise ValueError(f"{text!r} is too large (more than {MAX_INT_DIGITS} integer digits)")
+        value = Decimal(t)
+        return (value if len(frac) <= MAX_SCALE else EXACT.normalize(value)), dp
+    try:
+        value = Decimal(t)
+    except InvalidOperation:
+        raise ValueError(f"{text!r} is not a number") from None
+    if not value.is_finite():
+        raise ValueError(f"{text!r} is not a number")
+    normal = EXACT.normalize(value)
+    exponent = normal.as_tuple().exponent
+    assert isinstance(exponent, int)
+    if exponent < -MAX_SCALE:
+        raise ValueError(f"{text!r} has more than {MAX_SCALE} decimal places")
+    if normal and normal.adjusted() + 1 > MAX_INT_DIGITS:
+        raise ValueError(f"{text!r} is too large (more than {MAX_INT_DIGITS} integer digits)")
+    if value.as_tuple().exponent < -MAX_SCALE:  # type: ignore[operator]
+        value = normal
+    return value, max(0, -exponent)

@@ -37,14 +37,13 @@ through one reads through the other.
 """
 from __future__ import annotations
 
-import re
 import time
 import weakref
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 from urllib.parse import parse_qs
 
-from eventstore.backend import Backend, NamespaceReader, NamespaceWriter
+from eventstore.backend import Backend, NamespaceReader, NamespaceWriter, valid_namespace
 from eventstore.errors import StoreError
 from eventstore.kafka.control import KafkaControl
 from eventstore.kafka.journal import JOURNAL
@@ -63,17 +62,8 @@ from eventstore.kafka.transport import (
 )
 from eventstore.kafka.writer import KafkaNamespaceWriter
 
-_TOPIC_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 DEFAULT_TIMEOUT = 15.0
 CLIENTS = ("kafka-python", "confluent")  # confluent: confluent.py, the optional librdkafka transport
-
-
-def _valid_namespace(ns: str) -> str:
-    if not ns or not _TOPIC_RE.match(ns) or ns.startswith("_") or len(ns) + len("." + JOURNAL) > 249:
-        raise StoreError(
-            f"invalid namespace {ns!r} for Kafka: use letters, digits, '-', '_' and '.', not starting with '.' or '_'"
-        )
-    return ns
 
 
 def _transport(client: str, conn: Connection) -> Transport:
@@ -219,12 +209,12 @@ class KafkaLog(Backend):
         unknown = set(options) - {"fsync", "fsync_interval", "segment_bytes", "index_interval"}
         if unknown:
             raise StoreError(f"unknown option(s) for a Kafka writer: {', '.join(sorted(unknown))}")
-        writer = KafkaNamespaceWriter(self, _valid_namespace(namespace), partitions, timeout)
+        writer = KafkaNamespaceWriter(self, valid_namespace(namespace), partitions, timeout)
         self._opened.add(writer)
         return writer
 
     def open_reader(self, namespace: str) -> NamespaceReader:
-        ns = _valid_namespace(namespace)
+        ns = valid_namespace(namespace)
         journal = f"{ns}.{JOURNAL}"
         if journal not in self.describe([journal]):
             raise StoreError(f"no namespace {namespace!r} in {self.url}: `tape log namespaces` lists them")
@@ -233,10 +223,10 @@ class KafkaLog(Backend):
         return reader
 
     def schema_store(self, namespace: str) -> KafkaSchemaStore:
-        return KafkaSchemaStore(self, _valid_namespace(namespace))
+        return KafkaSchemaStore(self, valid_namespace(namespace))
 
     def delete(self, namespace: str) -> None:
-        ns = _valid_namespace(namespace)
+        ns = valid_namespace(namespace)
         journal = f"{ns}.{JOURNAL}"
         if journal not in self.describe([journal]):
             raise StoreError(f"no namespace {namespace!r} in {self.url}: `tape log namespaces` lists them")
@@ -257,7 +247,7 @@ class KafkaLog(Backend):
             time.sleep(0.05)
 
     def control(self, namespace: str) -> KafkaControl:
-        control = KafkaControl(self, _valid_namespace(namespace))
+        control = KafkaControl(self, valid_namespace(namespace))
         self._opened.add(control)
         return control
 

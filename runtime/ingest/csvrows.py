@@ -31,12 +31,12 @@ import functools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from eventstore.writer import Draft
 from runtime.times import NS, bar_close, format_ns, parse_cell_time, parse_formatted, timeframe_months, timeframe_text
-from schemas.decimals import EXACT, PRECISION, SCALE, text as shown
+from schemas.decimals import EXACT, parse_decimal, text as shown
 from schemas.errors import TapeError
 from schemas.ids import split_symbol
 
@@ -67,8 +67,6 @@ COLUMNS = {
     "quotes": (("time", "bid", "bid_size", "ask", "ask_size"), ()),
 }
 PRICE_COLUMNS = {"open", "high", "low", "close", "price", "bid", "ask"}
-MAX_SCALE, MAX_INT_DIGITS = SCALE, PRECISION - SCALE
-_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 _BUY = {"buy", "b", "buyer", "bid"}
 _SELL = {"sell", "s", "seller", "ask"}
 _NO_SIDE = {"", "none", "unknown", "no_aggressor", "n/a", "na"}
@@ -131,41 +129,6 @@ def column_label(header: list[str] | tuple[str, ...], index: int) -> str:
     """How messages name a column: its header text quoted, or its position when the header cell is empty."""
     name = header[index].strip().lstrip("\ufeff")
     return repr(name) if name else f"{index + 1} (unnamed)"
-
-
-def parse_decimal(text: str) -> tuple[Decimal, int]:
-    """(value, decimals without trailing zeros); ValueError with a message for anything else."""
-    t = text.strip()
-    if not t:
-        raise ValueError("is empty; a number is required")
-    m = _DECIMAL.match(t)
-    if not m:
-        raise ValueError(f"{text!r} is not a number")
-    if m.group(3) is None:  # plain notation: decide from the text alone (the common, fast case)
-        whole, _, frac = t.lstrip("+-").partition(".")
-        dp = len(frac.rstrip("0"))
-        if dp > MAX_SCALE:
-            raise ValueError(f"{text!r} has more than {MAX_SCALE} decimal places")
-        if len(whole.lstrip("0")) > MAX_INT_DIGITS:
-            raise ValueError(f"{text!r} is too large (more than {MAX_INT_DIGITS} integer digits)")
-        value = Decimal(t)
-        return (value if len(frac) <= MAX_SCALE else EXACT.normalize(value)), dp
-    try:
-        value = Decimal(t)
-    except InvalidOperation:
-        raise ValueError(f"{text!r} is not a number") from None
-    if not value.is_finite():
-        raise ValueError(f"{text!r} is not a number")
-    normal = EXACT.normalize(value)
-    exponent = normal.as_tuple().exponent
-    assert isinstance(exponent, int)
-    if exponent < -MAX_SCALE:
-        raise ValueError(f"{text!r} has more than {MAX_SCALE} decimal places")
-    if normal and normal.adjusted() + 1 > MAX_INT_DIGITS:
-        raise ValueError(f"{text!r} is too large (more than {MAX_INT_DIGITS} integer digits)")
-    if value.as_tuple().exponent < -MAX_SCALE:  # type: ignore[operator]
-        value = normal
-    return value, max(0, -exponent)
 
 
 class RowParser:
@@ -338,12 +301,29 @@ def looks_like_time(text: str, spec: CsvSpec) -> bool:
         return not spec.time_format
 
 
-def csv_records(lines: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
-    """The non-blank CSV records of a text with the line each ends on (a quoted cell may span lines)."""
+def csv_records(lines: Iterable[str], name: str = "the file") -> Iterator[tuple[int, list[str]]]:
+    """The non-blank CSV records of a text with the line each ends on (a quoted cell may span lines); what the csv
+    module cannot read is one line naming the file and line."""
     reader = csv.reader(lines)
-    for cells in reader:
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise IngestError(f"{name} line {max(1, reader.line_num)}: {_csv_problem(str(e))}") from None
         if any(c.strip() for c in cells):
             yield reader.line_num, cells
+
+
+def _csv_problem(message: str) -> str:
+    if "new-line character" in message:
+        return ("a carriage return inside a line: the file ends its lines with CR alone (old Mac text); convert the "
+                "line endings to LF or CRLF (e.g. tr '\\r' '\\n')")
+    if "field larger than field limit" in message:
+        return (f"a field longer than {csv.field_size_limit():,} characters: not a CSV of market data, or a quote "
+                "opened and never closed")
+    return f"not readable as CSV ({message})"
 
 
 class RowStream:

@@ -69,7 +69,7 @@ class Layout:
 
 def read_rows(lines: Iterable[str], spec: CsvSpec, options: LayoutOptions = DEFAULT_LAYOUT) -> tuple[Layout, RowStream]:
     """The file's layout, told from its first records, and a stream of its parsed rows."""
-    records = csv_records(lines)
+    records = csv_records(lines, spec.label)
     head = list(itertools.islice(records, HEAD_RECORDS))
     layout = detect_layout(head, spec, options)
     parser = RowParser(spec, layout.columns, layout.time_index)

@@ -11,10 +11,10 @@ from runtime.ingest.csvrows import (
     SeriesState,
     fold_history,
     instrument_draft,
-    parse_decimal,
     plan_batches,
 )
 from runtime.ingest.layouts import read_rows
+from schemas.decimals import parse_decimal
 from schemas.ids import split_symbol
 
 JAN1 = 1_704_067_200 * 10**9
