@@ -5,7 +5,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -19,6 +19,7 @@ from runtime.cli import output
 from runtime.cli.context import cli_context
 from runtime.configfiles import risk_file, venue_file
 from runtime.ingest.merge import one_source
+from runtime.times import format_ns, parse_timeframe
 from schemas.decimals import plain
 from schemas.errors import TapeError
 
@@ -45,6 +46,12 @@ def sweep_command(
     as_json: bool = typer.Option(False, "--json", help="Every point with its run id and statistics, as JSON."),
     html: Optional[Path] = typer.Option(None, "--html", metavar="FILE",
                                         help="Also write the ranked points and a heatmap of the metric as a page."),
+    train: Optional[str] = typer.Option(None, "--train", metavar="DURATION",
+                                        help="Walk forward: fit the grid on windows this long (e.g. 30d) ..."),
+    test: Optional[str] = typer.Option(None, "--test", metavar="DURATION",
+                                       help="... and run the best point on the window this long after each (e.g. 7d)."),
+    step: Optional[str] = typer.Option(None, "--step", metavar="DURATION",
+                                       help="How far each window moves on (default: --test)."),
     heatmap: Optional[str] = typer.Option(None, "--heatmap", metavar="X,Y",
                                           help="The two parameters of the heatmap (default: the first two that "
                                                "vary)."),
@@ -66,6 +73,13 @@ def sweep_command(
                         venue=venue_file(venue) if venue is not None else VenueConfig())
     n = workers or os.cpu_count() or 1
     console = output.console(stderr=True)
+    if train is not None or test is not None:
+        if train is None or test is None:
+            raise TapeError("walk forward with both --train and --test (e.g. --train 30d --test 7d)")
+        _walk(log, spec, points, metric, [k for k, _ in grid.axes], _duration(train, "--train"),
+              _duration(test, "--test"), _duration(step, "--step") if step else None, min(n, len(points)), cluster,
+              as_json)
+        return
     with Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
                   transient=True, disable=not sys.stderr.isatty()) as bar:
         task = bar.add_task("sweep", total=len(points))
@@ -85,6 +99,45 @@ def sweep_command(
         sys.stdout.write(json.dumps(plain({"metric": metric, "points": rows}), indent=2, sort_keys=True) + "\n")
         return
     _print(best, metric, [k for k, _ in grid.axes])
+
+
+def _duration(text: str, option: str) -> int:
+    try:
+        return parse_timeframe(text)
+    except TapeError:
+        raise TapeError(f"{option} {text!r}: use a count and a unit s, m, h, d or w: 30d, 12h, 2w") from None
+
+
+def _walk(log: Any, spec: BacktestSpec, points: list[dict[str, str]], metric: str, keys: list[str], train: int,
+          test: int, step: int | None, workers: int, cluster: Optional[str], as_json: bool) -> None:
+    """`tape sweep --train … --test …`: the walk-forward windows, their best points and out-of-sample figures."""
+    from runtime.backtest.walkforward import out_of_sample, walk_forward
+
+    results = walk_forward(log, spec, points, metric, train, test, step, workers=workers, cluster=cluster)
+    summary = out_of_sample(results)
+    if as_json:
+        rows = [{"train_from": r.window.train_from, "train_to": r.window.train_to, "test_to": r.window.test_to,
+                 "best": r.best.params if r.best else None, "train_run": r.best.run_id if r.best else None,
+                 "train_statistics": r.best.statistics if r.best else None,
+                 "test_run": r.test.run_id if r.test else None,
+                 "test_statistics": r.test.statistics if r.test else None} for r in results]
+        sys.stdout.write(json.dumps(plain({"metric": metric, "windows": rows, "out_of_sample": summary}), indent=2,
+                                    sort_keys=True) + "\n")
+        return
+    shown = output.pct if metric in FRACTIONS else (lambda v: output.ratio(float(v)) if v is not None else "-")
+    table = output.table("train from", "test from", "test to", "best", f"train {metric}", "test return",
+                         "test sharpe", "test run", right=(f"train {metric}", "test return", "test sharpe"))
+    for r in results:
+        best = " ".join(f"{k}={r.best.params[k]}" for k in keys) if r.best else "-"
+        ts = (r.test.statistics or {}) if r.test else {}
+        table.add_row(format_ns(r.window.train_from), format_ns(r.window.train_to), format_ns(r.window.test_to), best,
+                      shown((r.best.statistics or {}).get(metric)) if r.best else "-",
+                      output.pct(ts.get("total_return")), output.ratio(ts.get("sharpe")),
+                      r.test.run_id if r.test else "")
+    output.console().print(table)
+    output.console().print(f"out of sample: {summary['tested']} of {summary['windows']} windows tested; their "
+                           f"returns chained {output.pct(summary['return'], sign=True)}, mean Sharpe "
+                           f"{output.ratio(summary['mean_sharpe'])}")
 
 
 def heatmap_axes(grid: Grid, given: Optional[str]) -> list[str]:
