@@ -9,7 +9,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from itertools import chain
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 from eventstore.store import Log
 from handlers.queue import OutboundQueue, QueueConfig
@@ -119,6 +119,26 @@ class BacktestResult:
     cached: Cached = field(default_factory=lambda: Cached("off"))  # how the source was read (columns or log)
 
 
+def applied_venue(venue: VenueConfig, instruments: Mapping[str, Any], opening: Mapping[str, Any]) -> dict[str, Any]:
+    """The simulated venue's settings as they applied, each marked as given or a default: what people need to know
+    to read a run's figures (starting balances, fee rates per instrument, volume cap, fill rule, latency, account),
+    printed by the summary and recorded in RunStarted.applied."""
+    default = VenueConfig()
+    fees = {}
+    for iid, inst in sorted(instruments.items()):
+        fees[iid] = {"maker": venue.maker_fee if venue.maker_fee is not None else inst.maker_fee,
+                     "taker": venue.taker_fee if venue.taker_fee is not None else inst.taker_fee}
+    given = {"starting_balances": venue.starting_balances is not None,
+             "fees": venue.maker_fee is not None or venue.taker_fee is not None,
+             **{k: getattr(venue, k) != getattr(default, k)
+                for k in ("volume_participation", "market_fill", "latency_ns", "account_type", "leverage")}}
+    return {"name": venue.name, "starting_balances": dict(sorted(opening.items())),
+            "fee_rates": fees, "fee_rates_from": "venue config" if given["fees"] else "instrument definitions",
+            "volume_participation": venue.volume_participation, "market_fill": venue.market_fill,
+            "latency_ns": venue.latency_ns, "account_type": venue.account_type, "leverage": venue.leverage,
+            "defaults": sorted(k for k, v in given.items() if not v)}
+
+
 def report_currency(state: State, venue: VenueConfig) -> str:
     """The currency a run's equity and statistics are in: the venue config's report_currency, else the first
     instrument's quote currency."""
@@ -180,6 +200,7 @@ def run_backtest(log: Log, spec: BacktestSpec, *, run_id: str | None = None,
                             "namespace")
         currency = report_currency(state, spec.venue)
     venue = SimulatedVenue(spec.venue, state)
+    started["applied"] = canonical_json(applied_venue(spec.venue, state.market.instruments, venue.opening_balances()))
     writer = target.writer(run_id, fsync="never")
     try:  # the strategy checks its parameters as it is made: refused, the new namespace goes with it
         with decimal.localcontext(ARITHMETIC):

@@ -7,7 +7,7 @@ from typing import Any, Iterator, Protocol
 
 from eventstore.replay import Event
 from eventstore.store import Log
-from handlers.venues.sim.config import VenueConfig, parse_venue_config
+from handlers.venues.sim.config import parse_venue_config
 from projections.interventions import Interventions
 from projections.performance import (
     Annualisation,
@@ -19,7 +19,7 @@ from projections.performance import (
     statistics,
 )
 from projections.state import State
-from runtime.backtest.runner import COMPLETE, FAILED, INTERRUPTED, BacktestResult, report_currency
+from runtime.backtest.runner import COMPLETE, FAILED, INTERRUPTED, BacktestResult, applied_venue, report_currency
 from runtime.replay.columns import source_events
 from runtime.replay.merge import merged
 from runtime.times import format_ns
@@ -95,23 +95,9 @@ def _positions(result: BacktestResult) -> dict[str, Any]:
 
 
 def _venue(result: BacktestResult, config: dict[str, Any]) -> dict[str, Any]:
-    """The simulated venue's settings the run had, each marked as given or a default: what people need to know to
-    read its figures (starting balances, fee rates per instrument, volume cap, fill rule, latency, account)."""
-    venue = parse_venue_config(config, "RunStarted.config venue")
-    default = VenueConfig()
-    fees = {}
-    for iid, inst in sorted(result.state.market.instruments.items()):
-        fees[iid] = {"maker": venue.maker_fee if venue.maker_fee is not None else inst.maker_fee,
-                     "taker": venue.taker_fee if venue.taker_fee is not None else inst.taker_fee}
-    given = {"starting_balances": venue.starting_balances is not None,
-             "fees": venue.maker_fee is not None or venue.taker_fee is not None,
-             **{k: getattr(venue, k) != getattr(default, k)
-                for k in ("volume_participation", "market_fill", "latency_ns", "account_type", "leverage")}}
-    return {"name": venue.name, "starting_balances": dict(sorted(result.opening_balances.items())),
-            "fee_rates": fees, "fee_rates_from": "venue config" if given["fees"] else "instrument definitions",
-            "volume_participation": venue.volume_participation, "market_fill": venue.market_fill,
-            "latency_ns": venue.latency_ns, "account_type": venue.account_type, "leverage": venue.leverage,
-            "defaults": sorted(k for k, v in given.items() if not v)}
+    """The simulated venue's settings the run had (applied_venue, from its opening account)."""
+    return applied_venue(parse_venue_config(config, "RunStarted.config venue"), result.state.market.instruments,
+                         result.opening_balances)
 
 
 def _equity_curve(curve: EquityCurve) -> list[dict[str, Any]]:

@@ -150,6 +150,10 @@ def _compare(log: Log, other: Log, run: str, overrides: dict[str, str]) -> Verif
                              "was recorded")
                 chain_explained = True
                 continue
+            if a.name == "RunStarted" and path == "applied" and ra is None:
+                notes.append("the run was recorded before runs recorded the settings that applied (RunStarted.applied)")
+                chain_explained = True
+                continue
             if a.name == "RunStarted" and path in ("source_to_seq", "source_hash") and ra is None:
                 if path == "source_to_seq":
                     notes.append("the run was recorded before runs were pinned to their source's horizon: re-run over "

@@ -179,12 +179,17 @@ class SimulatedVenue:
 
     # ---- the engine's calls ------------------------------------------------------------------------------
 
-    def start(self, now: int) -> list[Execution]:
-        """The opening account: starting balances from config (default 1,000,000 per quote currency defined)."""
+    def opening_balances(self) -> dict[str, Decimal]:
+        """The account the venue opens with: starting balances from config (default 1,000,000 per quote currency
+        defined)."""
         bal = self.config.starting_balances
         if bal is None:
             bal = {i.quote_currency: _DEFAULT_BALANCE for i in self._instruments.values()}
-        self.account.balances = {cur: bal[cur] for cur in sorted(bal)}
+        return {cur: bal[cur] for cur in sorted(bal)}
+
+    def start(self, now: int) -> list[Execution]:
+        """The opening account (opening_balances), reported."""
+        self.account.balances = self.opening_balances()
         return [("AccountState", self.account.state(self.name), now)]
 
     def on_market(self, name: str, data: dict[str, Any], ts: int) -> list[Execution]:

@@ -200,3 +200,14 @@ def test_json_keeps_full_precision_and_carries_the_equity_curve(store: Path) -> 
     shown = json.loads(tape(store, "runs", "show", out["run_id"], "--json").stdout)
     assert shown["equity_curve"] == curve and shown["benchmark"] == out["benchmark"]
     assert shown["interventions"] == out["interventions"] and shown["venue"] == out["venue"]
+
+
+def test_the_settings_that_applied_defaults_included_are_recorded_in_run_started(store: Path, tmp_path: Path) -> None:
+    run, _ = halting_run(store, tmp_path)  # its venue file gives the starting balance and the taker fee
+    (started,) = [e.data for e in Log.open(f"file:{store}").replay(run, types=["RunStarted"])]
+    applied = json.loads(started["applied"])
+    shown = json.loads(tape(store, "runs", "show", run, "--json").stdout)["venue"]
+    assert applied == json.loads(json.dumps(shown, default=str))  # what the summary prints is what was recorded
+    assert applied["starting_balances"] == {"USDT": "100000"} and applied["fee_rates_from"] == "venue config"
+    assert "starting_balances" not in applied["defaults"] and "fees" not in applied["defaults"]
+    assert {"volume_participation", "market_fill", "latency_ns", "account_type"} <= set(applied["defaults"])
