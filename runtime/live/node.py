@@ -329,13 +329,7 @@ class LiveNode:
         trading halted when the log no longer describes the account."""
         adapter = self.adapter
         doubted = len(adapter.in_doubt)
-        adapter.resolve()
-        # a send in doubt may have filled: until it is found (or proved absent, past the visibility window) the
-        # venue's balances include what the log cannot explain yet — compare them only once the doubt is settled
-        deadline = time.monotonic() + self.spec.visibility_window_ns / 1e9 + 1.0
-        while adapter.in_doubt and time.monotonic() < deadline:
-            time.sleep(0.25)
-            adapter.resolve()
+        self._settle_doubt()
         adapter.poll_fills()
         mismatches = adapter.check_orders()
         adapter.poll_fills()
@@ -362,6 +356,17 @@ class LiveNode:
             "balances_checked": balances, "mismatches": mismatches,
             "resolved": not stop and not self.adapter.in_doubt}, self.venue_clock.now(), "report")
 
+    def _settle_doubt(self) -> None:
+        """Look the sends in doubt up until each is found or proved absent (past the visibility window), for at most
+        the window and a second: a send in doubt may have filled, and until it is found the venue's balances hold
+        what the log cannot explain yet — balances are compared only once the doubt is settled."""
+        adapter = self.adapter
+        adapter.resolve()
+        deadline = time.monotonic() + self.spec.visibility_window_ns / 1e9 + 1.0
+        while adapter.in_doubt and time.monotonic() < deadline:
+            time.sleep(0.25)
+            adapter.resolve()
+
     def _compare_balances(self, first: Any = None, attempts: int = 3) -> tuple[list[str], list[dict[str, Any]], int]:
         """The venue's balances against the log's, read when no new fill arrives around the read (a fill the
         trade history does not show yet would read as a difference: read again, up to `attempts` times). `first`:
@@ -371,12 +376,16 @@ class LiveNode:
         found: list[dict[str, Any]] = []
         checked = 0
         for _ in range(attempts):
+            if self.adapter.in_doubt:  # the sends of this very check (its pump) may be in doubt too
+                self._settle_doubt()
+                first = None
             _, reported, _ = first if first is not None else self.adapter.balances()
             first = None
             self.adapter.poll_fills()
             fresh = self._pump()
             names += fresh
-            if "OrderFilled" in fresh:
+            if "OrderFilled" in fresh or self.adapter.in_doubt:
+                found = []  # a balance read beside a fill not folded yet, or a send in doubt, proves nothing
                 continue
             found = balance_mismatches(self.engine.state.portfolio.balances, reported)
             checked = len(reported["balances"])

@@ -68,7 +68,7 @@ def run_started() -> st.SearchStrategy:
         "run_id": TEXT, "mode": st.sampled_from(["BACKTEST", "LIVE", "PAPER"]), "strategy": TEXT,
         "params": st.dictionaries(TEXT, TEXT, max_size=5), "config": TEXT, "code_version": TEXT,
         "source_namespace": st.none() | TEXT, "source_from_ts": OPT_I64, "source_to_ts": OPT_I64, "seed": OPT_I64,
-        "source_to_seq": OPT_I64, "source_hash": st.none() | TEXT,
+        "source_to_seq": OPT_I64, "source_hash": st.none() | TEXT, "applied": st.none() | TEXT,
     }).map(lambda p: ("RunStarted", p))
 
 
