@@ -56,6 +56,20 @@ def fees(stats: dict[str, Any]) -> str:
     return ", ".join(money(amount, cur) for cur, amount in sorted(by.items()))
 
 
+def params_text(params: dict[str, Any]) -> str:
+    """KEY=VALUE of the parameters that have a value (an empty default says nothing)."""
+    return " ".join(f"{k}={v}" for k, v in sorted(params.items()) if v != "")
+
+
+def metric_text(value: Any, metric: str) -> str:
+    """A sweep metric's value: a percentage for the fractions (returns, drawdown, win rate), else a ratio."""
+    from runtime.backtest.sweep import FRACTIONS
+
+    if value is None:
+        return "-"
+    return pct(float(value)) if metric in FRACTIONS else ratio(float(value))
+
+
 def summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(figure, value, what it is measured against or over) rows of a run's summary table (runs.run_report)."""
     stats, cur, bench = report["statistics"], report["currency"], report["benchmark"]

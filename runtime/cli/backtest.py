@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from handlers.queue import QueueConfig
 from handlers.risk.limits import RiskLimits
+from handlers.strategy import load_strategy, parse_params
 from handlers.venues.sim.config import VenueConfig
 from projections.performance import Annualisation
 from runtime import figures
@@ -65,8 +66,10 @@ def backtest(
     limits, queue = risk_file(risk) if risk is not None else (RiskLimits(), QueueConfig())
     given = {k: v for k, v in (("periods_per_year", periods_per_year), ("risk_free_rate", risk_free_rate)) if v}
     annualisation = Annualisation.parse(given, "--periods-per-year / --risk-free-rate")
+    params = output.params_option(param or [])
+    parse_params(load_strategy(strategy), params)  # refused before anything is written (a merge of the sources)
     log = cli_context(ctx).open()
-    spec = BacktestSpec(source=one_source(log, source, note=_note), strategy=strategy, params=output.params_option(param or []),
+    spec = BacktestSpec(source=one_source(log, source, note=_note), strategy=strategy, params=params,
                         from_ts=output.time_option(from_, "--from"), to_ts=output.time_option(to, "--to"),
                         risk=limits, queue=queue, venue=venue_file(venue) if venue is not None else VenueConfig(),
                         snapshot_every=snapshot_every, annualisation=annualisation)
@@ -119,7 +122,7 @@ def _print_report(report: dict[str, Any]) -> None:
     console = output.console()
     stats, cur = report["statistics"], report["currency"]
     console.print(f"run [bold]{report['run_id']}[/bold]  source {report['source']}  strategy {report['strategy']} "
-                  f"{_params(report['params'])}")
+                  f"{figures.params_text(report['params'])}")
     if report.get("merged_from"):
         console.print("merged from " + ", ".join(f"{s['namespace']} (up to seq {s['to_seq']:,})"
                                                  for s in report["merged_from"]))
@@ -150,11 +153,6 @@ def _print_report(report: dict[str, Any]) -> None:
         console.print(line)
     console.print(f"{len(report['round_trips'])} round trips; events in {report['events_in']:,}, "
                   f"events written {report['events_out']:,}")
-
-
-def _params(params: dict[str, str]) -> str:
-    """KEY=VALUE of the parameters that have a value (an empty default says nothing)."""
-    return " ".join(f"{k}={v}" for k, v in sorted(params.items()) if v != "")
 
 
 def _venue_lines(v: dict[str, Any]) -> list[str]:
@@ -227,7 +225,7 @@ def _print_rejections(report: dict[str, Any]) -> None:
     """Every rejection of the run: time, instrument, who refused, rule and limit, reason."""
     console = output.console()
     console.print(f"run [bold]{report['run_id']}[/bold]  source {report['source']}  strategy {report['strategy']} "
-                  f"{_params(report['params'])}")
+                  f"{figures.params_text(report['params'])}")
     if report.get("merged_from"):
         console.print("merged from " + ", ".join(f"{s['namespace']} (up to seq {s['to_seq']:,})"
                                                  for s in report["merged_from"]))
@@ -278,7 +276,7 @@ def runs_list(ctx: typer.Context) -> None:
     table = output.table("run", "status", "strategy", "params", "source", "from", "to", "events", right=("events",))
     for r in list_runs(log):
         status = r["status"] if r["status"] != "failed" else f"failed: {r['why']}"
-        table.add_row(r["run_id"], status, r["strategy"], _params(r["params"]),
+        table.add_row(r["run_id"], status, r["strategy"], figures.params_text(r["params"]),
                       r["source"] or "", output.time_cell(r["from_ts"]), output.time_cell(r["to_ts"]), str(r["events"]))
     output.console().print(table)
 

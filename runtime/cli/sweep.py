@@ -14,10 +14,11 @@ from handlers.queue import QueueConfig
 from handlers.risk.limits import RiskLimits
 from handlers.venues.sim.config import VenueConfig
 from runtime.backtest.runner import BacktestSpec
-from runtime.backtest.sweep import FRACTIONS, METRICS, Grid, PointResult, ranked, sweep
+from runtime.backtest.sweep import METRICS, Grid, PointResult, check_points, ranked, sweep
 from runtime.cli import output
 from runtime.cli.context import cli_context
 from runtime.configfiles import risk_file, venue_file
+from runtime.figures import metric_text
 from runtime.ingest.merge import one_source
 from runtime.times import format_ns, parse_timeframe
 from schemas.decimals import plain
@@ -66,6 +67,7 @@ def sweep_command(
     if metric not in METRICS:
         raise typer.BadParameter(f"use one of {', '.join(METRICS)}", param_hint="--metric")
     limits, queue = risk_file(risk) if risk is not None else (RiskLimits(), QueueConfig())
+    check_points(BacktestSpec(source="", strategy=strategy), points)  # refused before a merge is written
     log = cli_context(ctx).open()
     named = one_source(log, source, note=lambda line: sys.stderr.write(line + "\n"))
     spec = BacktestSpec(source=named, strategy=strategy, from_ts=output.time_option(from_, "--from"),
@@ -124,14 +126,13 @@ def _walk(log: Any, spec: BacktestSpec, points: list[dict[str, str]], metric: st
         sys.stdout.write(json.dumps(plain({"metric": metric, "windows": rows, "out_of_sample": summary}), indent=2,
                                     sort_keys=True) + "\n")
         return
-    shown = output.pct if metric in FRACTIONS else (lambda v: output.ratio(float(v)) if v is not None else "-")
     table = output.table("train from", "test from", "test to", "best", f"train {metric}", "test return",
                          "test sharpe", "test run", right=(f"train {metric}", "test return", "test sharpe"))
     for r in results:
         best = " ".join(f"{k}={r.best.params[k]}" for k in keys) if r.best else "-"
         ts = (r.test.statistics or {}) if r.test else {}
         table.add_row(format_ns(r.window.train_from), format_ns(r.window.train_to), format_ns(r.window.test_to), best,
-                      shown((r.best.statistics or {}).get(metric)) if r.best else "-",
+                      metric_text((r.best.statistics or {}).get(metric), metric) if r.best else "-",
                       output.pct(ts.get("total_return")), output.ratio(ts.get("sharpe")),
                       r.test.run_id if r.test else "")
     output.console().print(table)
@@ -158,8 +159,7 @@ def _print(results: list[PointResult], metric: str, keys: list[str]) -> None:
                          right=(*keys, metric, "return", "max dd", "trips"))
     for r in results:
         s = r.statistics or {}
-        value = s.get(metric)
-        shown = "-" if value is None else (output.pct(value) if metric in FRACTIONS else output.ratio(float(value)))
+        shown = metric_text(s.get(metric), metric)
         table.add_row(*(r.params[k] for k in keys), shown, output.pct(s.get("total_return")),
                       output.pct(s.get("max_drawdown")), f"{s['round_trips']:,}" if s else "-", r.run_id,
                       r.status if r.status != "failed" else f"failed: {r.why}")

@@ -21,6 +21,7 @@ from eventstore.writer import Draft
 from handlers.venues.ccxt.errors import read_again
 from handlers.venues.ccxt.feed import bar_event
 from handlers.venues.ccxt.mapping import dec, instrument_id, instrument_payload
+from runtime.ingest.csvrows import fold_history, series_key
 from runtime.times import format_ns, parse_timeframe, timeframe_months
 from schemas.errors import TapeError
 
@@ -65,17 +66,14 @@ class Outcome:
 
 
 def _held(log: Log, namespace: str, iid: str, timeframe: str | None, kind: str = "bars") -> tuple[bool, int | None]:
-    """(the instrument is defined, the time of the last event of this series held: a bar's close, a trade's),
-    from the namespace's HistoryImported records."""
+    """(the instrument is defined, the time of the last event of this series held: a bar's close, a trade's), as
+    the CSV import reads what a namespace holds (its HistoryImported records, csvrows.fold_history)."""
     if namespace not in log.namespaces():
         return False, None
+    history = [e.data for e in log.replay(namespace, types=["HistoryImported"])]
+    series = fold_history(history).get(series_key(iid, kind, timeframe))
     defined = any(e.key == iid for e in log.replay(namespace, types=["InstrumentDefined"]))
-    last = None
-    for e in log.replay(namespace, types=["HistoryImported"]):
-        d = e.data
-        if e.key == iid and d["kind"] == kind and d["timeframe"] == timeframe:
-            last = d["last_ts"] if last is None else max(last, d["last_ts"])
-    return defined, last
+    return defined, series.last_ts if series is not None else None
 
 
 def _market(exchange: Any, symbol: str) -> dict[str, Any]:

@@ -54,15 +54,17 @@ def _complete(log: Log, name: str) -> bool:
     return any(e.data.get("complete") for e in log.replay(name, types=["SourcesMerged"]))
 
 
-def merge_sources(log: Log, sources: list[str], *, progress: Callable[[int], None] | None = None) -> str:
-    """The merged namespace of `sources` (named in this order), built now unless a complete one exists."""
+def merge_sources(log: Log, sources: list[str], *,
+                  progress: Callable[[int], None] | None = None) -> tuple[str, bool]:
+    """The merged namespace of `sources` (named in this order), built now unless a complete one exists: (its
+    name, whether it was built now)."""
     if len(set(sources)) != len(sources):
         raise TapeError("--source: a namespace is named twice; name each source once")
     pinned = _pinned(log, sources)
     name = merged_name(pinned)
     if name in log.namespaces():
         if _complete(log, name):
-            return name
+            return name, False
         log.delete(name)  # a build killed part way: built again from the start
     owner: dict[str, str] = {}
     for s in pinned:
@@ -95,7 +97,7 @@ def merge_sources(log: Log, sources: list[str], *, progress: Callable[[int], Non
         if first_ts is None:
             raise TapeError(f"--source: {', '.join(sources)} hold no instruments or market events to merge")
         w.append([_record(pinned, counts, ts, complete=True)])
-    return name
+    return name, True
 
 
 def _payload(e: Event) -> dict[str, Any]:
@@ -121,9 +123,7 @@ def one_source(log: Log, sources: list[str], *, note: Callable[[str], None] | No
     """The namespace a backtest reads for `--source` given once or more (several: their merged namespace)."""
     if len(sources) == 1:
         return sources[0]
-    name = merged_name(_pinned(log, sources))
-    built = name not in log.namespaces() or not _complete(log, name)
-    name = merge_sources(log, sources)
+    name, built = merge_sources(log, sources)
     if note is not None:
         note(f"sources {', '.join(sources)} {'merged into' if built else 'read from their merge'} {name} (by event "
              "time, then in the order named; a source that grows makes another merge)")

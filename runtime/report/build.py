@@ -38,11 +38,6 @@ def build_report(log: Log, run: str) -> RunReport:
                      [float(e) for _, e in samples], str(started.get("mode") or "BACKTEST"))
 
 
-def params_text(params: dict[str, Any]) -> str:
-    """KEY=VALUE of the parameters that have a value."""
-    return " ".join(f"{k}={v}" for k, v in sorted(params.items()) if v != "") or "(defaults)"
-
-
 def source_text(rep: dict[str, Any], r: RunReport) -> str:
     """What the run read: its source up to the seq it pinned, or a session's own recorded events."""
     if rep["source"] is None:
@@ -66,7 +61,8 @@ def compare_rows(reports: Sequence[RunReport]) -> tuple[list[str], list[list[str
                 order.append(key)
         keyed.append(got)
     header = ["figure"] + [r.run_id for r in reports]
-    rows = [["strategy"] + [f"{r.report['strategy']} {params_text(r.report['params'])}" for r in reports],
+    rows = [["strategy"] + [f"{r.report['strategy']} {figures.params_text(r.report['params']) or '(defaults)'}"
+                            for r in reports],
             ["source"] + [source_text(r.report, r) for r in reports]]
     rows += [[label] + [k.get((label, i), ("", ""))[0] for k in keyed] for label, i in order]
     return header, rows

@@ -34,6 +34,7 @@ class Markers:
     values: list[float]
     up: bool  # ▲ (buys) or ▼ (sells)
     text: list[str]
+    entry: bool = False  # entries are drawn outlined, exits plain
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +176,7 @@ def run_charts(r: RunReport) -> list[Chart | Heatmap]:
                 if got:
                     markers.append(Markers(f"{'entry' if entry else 'exit'} {side.lower()}", [f.ts for f in got],
                                            [float(f.price) for f in got], side == "BUY",
-                                           [f"{side} {f.quantity} @ {f.price}" for f in got]))
+                                           [f"{side} {f.quantity} @ {f.price}" for f in got], entry))
         charts.append(Chart(f"price-{iid}", f"{iid}: price, entries and exits", "price",
                             [_line(iid, series.ts, series.values)], markers=markers, bands=bands,
                             note=_thin_note(len(series.ts))))

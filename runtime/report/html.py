@@ -10,8 +10,8 @@ import plotly.graph_objects as go
 import plotly.offline
 
 from runtime import figures
-from runtime.backtest.sweep import FRACTIONS, PointResult
-from runtime.report.build import RunReport, compare_rows, params_text, source_text
+from runtime.backtest.sweep import PointResult
+from runtime.report.build import RunReport, compare_rows, source_text
 from runtime.report.charts import Chart, Heatmap, compare_chart, run_charts
 from runtime.times import format_ns
 
@@ -53,7 +53,7 @@ def _figure(chart: Chart | Heatmap) -> go.Figure:
                                  hovertemplate="%{text}<extra>%{fullData.name}</extra>",
                                  marker={"symbol": "triangle-up" if m.up else "triangle-down", "size": 9,
                                          "color": "#2ca02c" if m.up else "#d62728",
-                                         "line": {"width": 1, "color": "#333"} if m.name.startswith("entry") else {}}))
+                                         "line": {"width": 1, "color": "#333"} if m.entry else {}}))
     for b in chart.bands:
         fig.add_vrect(x0=_time(b.from_ts), x1=_time(max(b.to_ts, b.from_ts)), fillcolor=BAND_COLOURS[b.kind],
                       line_width=0, layer="below")
@@ -90,7 +90,8 @@ def _header(r: RunReport) -> str:
               "no samples")
     lines = [f"<h1>{html.escape(r.run_id)}</h1>",
              (f'<p class="meta">{r.mode.lower()} · strategy <b>{html.escape(str(rep["strategy"]))}</b> '
-              f"{html.escape(params_text(rep['params']))} · source {html.escape(source_text(rep, r))}<br>"
+              f"{html.escape(figures.params_text(rep['params']) or '(defaults)')} · "
+              f"source {html.escape(source_text(rep, r))}<br>"
               f"period {html.escape(period)} · figures in {html.escape(r.currency)}</p>")]
     lines += [f'<p class="warn">{html.escape(w)}</p>' for w in rep["interventions"]["warnings"]]
     return "".join(lines)
@@ -142,12 +143,10 @@ def compare_html(reports: Sequence[RunReport]) -> str:
 def sweep_html(source: str, strategy: str, points: Sequence[PointResult], metric: str, keys: Sequence[str],
                heatmap: Heatmap | None) -> str:
     """A sweep's points ranked by the metric, with the metric's heatmap over two of its parameters."""
-    shown = figures.pct if metric in FRACTIONS else figures.ratio
     rows = []
     for p in points:
         s = p.statistics or {}
-        value = s.get(metric)
-        rows.append([*(p.params[k] for k in keys), "-" if value is None else shown(float(value)),
+        rows.append([*(p.params[k] for k in keys), figures.metric_text(s.get(metric), metric),
                      figures.pct(s.get("total_return")), figures.pct(s.get("max_drawdown")),
                      f"{s['round_trips']:,}" if s else "-", p.run_id,
                      p.status if p.status != "failed" else f"failed: {p.why}"])

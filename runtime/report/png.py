@@ -35,7 +35,7 @@ def _draw_chart(ax: Any, chart: Chart) -> None:
             ax.plot(x, y, lw=1.1, drawstyle="steps-post" if line.step else "default", label=line.name)
     for m in chart.markers:
         ax.scatter(_dates(m.ts), m.values, marker="^" if m.up else "v", s=24, c="#2ca02c" if m.up else "#d62728",
-                   edgecolors="#333" if m.name.startswith("entry") else "none", linewidths=0.6, label=m.name,
+                   edgecolors="#333" if m.entry else "none", linewidths=0.6, label=m.name,
                    zorder=3)
     for b in chart.bands:
         ax.axvspan(_dates([b.from_ts])[0], _dates([max(b.to_ts, b.from_ts)])[0], color=BAND_COLOURS[b.kind], lw=0)

@@ -68,6 +68,9 @@ KILLED_BEFORE_COMMIT = (
     "            os.kill(os.getpid(), signal.SIGKILL)\n"
     "    return append(self, records)\n"
     "partition.Partition.append = dying\n"
+    "if os.environ.get('NO_DISCARD'):  # the negative control: a destination that keeps what a kill left\n"
+    "    from eventstore import filelog\n"
+    "    filelog.FileLog.discards_uncommitted = False\n"
     "from runtime.cli.app import main\n"
     "sys.argv[0] = 'tape'\n"
     "main()\n")
@@ -112,3 +115,23 @@ def test_a_copy_killed_between_its_data_and_its_commit_resumes_and_ends_byte_ide
     assert logs == sorted(p.relative_to(tmp_path / "dst") for p in (tmp_path / "dst").rglob("*.log"))
     for p in logs:  # segments and journal, byte for byte (indexes are derived: rebuilt where a run resumed)
         assert (tmp_path / "ref" / p).read_bytes() == (tmp_path / "dst" / p).read_bytes(), p
+
+
+def test_the_resume_test_catches_a_copy_that_keeps_what_a_kill_left(tmp_path: Path) -> None:
+    """Negative control: with the uncommitted tail kept (no discard), the run after a kill refuses — what the test
+    above would catch."""
+    import os
+    import subprocess
+    import sys
+
+    src, dst = f"file:{tmp_path / 'src'}", f"file:{tmp_path / 'dst'}"
+    _write(Log.open(src), "h", 0, 40)  # 40 commits
+    root = Path(__file__).resolve().parents[3]
+    argv = [sys.executable, "-c", KILLED_BEFORE_COMMIT, "log", "copy", src, dst, "--namespace", "h"]
+    env = {**os.environ, "PYTHONPATH": str(root), "NO_DISCARD": "1"}
+    died = subprocess.run(argv, cwd=root, env={**env, "KILL_AT_COMMIT": "3"}, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert died.returncode == -9, died.stderr[-2000:]
+    again = subprocess.run(argv, cwd=root, env={**env, "KILL_AT_COMMIT": "0"}, capture_output=True, text=True,
+                           timeout=120, check=False)
+    assert again.returncode == 2 and "uncommitted records after seq" in again.stderr, again.stderr[-2000:]

@@ -96,6 +96,11 @@ def test_a_merge_cut_short_is_built_again_and_an_instrument_in_two_sources_is_re
     assert "instrument BTCUSDT.BINANCE is defined in both btc and btc2" in bad.stderr
     twice = tape(store, "backtest", "--source", "btc", "--source", "btc", *SMA, code=2)
     assert "named twice" in twice.stderr
+    nonsense = tape(store, "backtest", "--source", "eth", "--source", "btc", "--strategy", "sma_cross", "--param",
+                    "quantity=nan", code=2)  # refused before the merge (eth, btc: another one) is written
+    assert "parameter quantity='nan'" in nonsense.stderr
+    assert "nan" in tape(store, "sweep", "--source", "eth", "--source", "btc", "--strategy", "sma_cross", "--param",
+                         "quantity=nan", code=2).stderr
     assert not [n for n in Log.open(f"file:{store}").namespaces() if n.startswith("merged-") and n != name]
 
 
