@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from fastavro import schemaless_writer
 
+from eventstore.avroencoder import Encoder, compile_encoder
 from eventstore.backend import Commit, NamespaceWriter
 from eventstore.batch import Record
 from eventstore.catalog import Catalog, EventType
@@ -54,8 +55,9 @@ class Writer:
         self.catalog = catalog
         self.registry = registry
         self.clock = clock
-        # per type: (event type, type name bytes, partitions, parsed schema to write with, decimal fields to convert)
-        self._types: dict[str, tuple[EventType, bytes, int, Any, tuple]] = {}
+        # per type: (event type, type name bytes, partitions, parsed schema to write with, decimal fields to convert,
+        # the generated encoder or None)
+        self._types: dict[str, tuple[EventType, bytes, int, Any, tuple, Encoder | None]] = {}
         self._buf = BytesIO()
 
     @property
@@ -66,7 +68,7 @@ class Writer:
     def last_hash(self) -> bytes:
         return self.backend.last_hash
 
-    def _type(self, name: str) -> tuple[EventType, bytes, int, Any, tuple]:
+    def _type(self, name: str) -> tuple[EventType, bytes, int, Any, tuple, Encoder | None]:
         hit = self._types.get(name)
         if hit is None:
             et = self.catalog.get(name)
@@ -74,7 +76,8 @@ class Writer:
             raw = raw_decimals(et.schema)  # top-level decimals converted here: the same bytes, faster than fastavro
             parsed, decimals = (et.parsed, ()) if raw is None else (raw.parsed, raw.exact)
             hit = self._types[name] = self._types[et.full_name] = (
-                et, et.full_name.encode(), self.backend.partitions[et.topic], parsed, decimals)
+                et, et.full_name.encode(), self.backend.partitions[et.topic], parsed, decimals,
+                compile_encoder(et.schema, decimals))
         return hit
 
     def append(self, drafts: Sequence[Draft]) -> int:
@@ -101,7 +104,7 @@ class Writer:
                 hit = types.get(d.type)
                 if hit is None:
                     hit = self._type(d.type)
-                et, type_b, nparts, parsed, decimals = hit
+                et, type_b, nparts, parsed, decimals, fast = hit
                 ts_init = d.ts_init
                 if ts_init is None:
                     ts_init = clock() if clock is not None else d.ts_event
@@ -116,21 +119,28 @@ class Writer:
                     "source": d.source,
                     "prev_hash": prev,
                 }
-                # codec.encode_value, inlined: this loop runs once per event written
-                seek(0)
-                truncate()
-                write(et.prefix)
-                try:
-                    if decimals:
-                        record = record.copy()  # the payload stays as the author made it (state may hold it)
-                        for name, scale, exact in decimals:
-                            v = record.get(name)
-                            if isinstance(v, Decimal):
-                                record[name] = unscaled_bytes(v, scale, exact)
-                    schemaless_writer(buf, parsed, record)
-                except Exception as e:  # fastavro raises ValueError/TypeError/KeyError on mismatches
-                    raise SchemaError(f"{et.name} (seq {seq}): event does not match its schema ({e!r}); fix its fields") from None
-                value = getvalue()
+                value = None
+                if fast is not None:
+                    try:
+                        value = et.prefix + fast(record)
+                    except Exception:  # anything the generated encoder does not write exactly as fastavro: fastavro
+                        value = None
+                if value is None:  # codec.encode_value, inlined
+                    seek(0)
+                    truncate()
+                    write(et.prefix)
+                    try:
+                        if decimals:
+                            record = record.copy()  # the payload stays as the author made it (state may hold it)
+                            for name, scale, exact in decimals:
+                                v = record.get(name)
+                                if isinstance(v, Decimal):
+                                    record[name] = unscaled_bytes(v, scale, exact)
+                        schemaless_writer(buf, parsed, record)
+                    except Exception as e:  # fastavro raises ValueError/TypeError/KeyError on mismatches
+                        raise SchemaError(f"{et.name} (seq {seq}): event does not match its schema ({e!r}); "
+                                          "fix its fields") from None
+                    value = getvalue()
                 prev = sha(value).digest()
                 if d.type is not last_type or d.key is not last_key:  # most batches repeat one type and key
                     last_type, last_key = d.type, d.key

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 from decimal import Decimal
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 from eventstore.writer import Draft
 
@@ -138,3 +139,52 @@ def restore(root: Path, snapshot: dict[str, bytes]) -> None:
             with open(p, "r+b") as f:  # not O_TRUNC: ext4 flushes a file truncated to zero when it is closed
                 f.write(data)
                 f.truncate(len(data))
+
+
+def random_value(t: Any, rng: random.Random, depth: int = 0, named: dict[str, Any] | None = None) -> Any:
+    """A random value of an (expanded) Avro type: decimals across their whole range and every exponent, longs
+    over all 64 bits, strings beyond ASCII; named types are followed where they are referenced."""
+    named = _named_types(t, {}) if named is None else named
+    if isinstance(t, list):
+        return random_value(rng.choice(t), rng, depth, named)
+    if isinstance(t, str):
+        if t in named:
+            return random_value(named[t], rng, depth, named)
+        return {"null": None, "boolean": rng.random() < 0.5, "int": rng.randint(-(2**31), 2**31 - 1),
+                "long": rng.choice([rng.randint(-(2**63), 2**63 - 1), rng.randint(-200, 200)]),
+                "float": 0.5, "double": rng.uniform(-1e9, 1e9), "bytes": rng.randbytes(rng.randint(0, 80)),
+                "string": "".join(rng.choice("abcXYZ:.-é€𝄞") for _ in range(rng.choice([0, 3, 12, 70])))}[t]
+    kind = t["type"]
+    if t.get("logicalType") == "decimal":
+        places = rng.randint(0, t["scale"])
+        digits = rng.randint(1, t["precision"] - t["scale"] + places)
+        unscaled = rng.randint(-(10**digits) + 1, 10**digits - 1)
+        return Decimal(f"{unscaled}E-{places}")
+    if kind == "record":
+        return {f["name"]: random_value(f["type"], rng, depth + 1, named) for f in t["fields"]}
+    if kind == "enum":
+        return rng.choice(t["symbols"])
+    if kind == "array":
+        return [random_value(t["items"], rng, depth + 1, named) for _ in range(rng.randint(0, 3 if depth < 3 else 0))]
+    if kind == "map":
+        return {f"k{i}é": random_value(t["values"], rng, depth + 1, named)
+                for i in range(rng.randint(0, 3 if depth < 3 else 0))}
+    if kind == "fixed":
+        return rng.randbytes(t["size"])
+    return random_value(kind, rng, depth, named)
+
+
+def _named_types(t: Any, named: dict[str, Any]) -> dict[str, Any]:
+    """Every named type a schema defines, by the name its references use."""
+    if isinstance(t, list):
+        for b in t:
+            _named_types(b, named)
+    elif isinstance(t, dict):
+        if "name" in t and t.get("type") in ("record", "enum", "fixed"):
+            named[t["name"]] = t
+        for f in t.get("fields", ()):
+            _named_types(f["type"], named)
+        for k in ("items", "values"):
+            if k in t:
+                _named_types(t[k], named)
+    return named
