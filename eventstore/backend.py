@@ -118,7 +118,9 @@ class Backend(ABC):
     """A store of namespaces: the file log or Kafka."""
 
     url: str
-    discards_uncommitted = False  # its writer takes discard_uncommitted=True: a torn step's seqs are reused
+    # its writer takes discard_uncommitted=True (a copy's): a torn step's seqs are written again — the file log cuts
+    # the torn batches, Kafka (which cannot) takes each record already there with the same bytes as sent
+    discards_uncommitted = False
 
     @abstractmethod
     def namespaces(self) -> list[str]: ...

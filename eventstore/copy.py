@@ -5,8 +5,10 @@ registry first. It hands the source's stored records to the destination backend 
 re-encoding, so the hash chain and event ids stay valid. Steps torn in the source are not copied (their seqs stay a
 gap, as in the source). It resumes after the destination's horizon, once it has checked that the destination is a
 prefix of the source (same commit, same last hash, at the destination's horizon). What a copy killed part way left
-past the destination's last commit is its own: a file destination cuts those whole uncommitted batches when the
-writer opens (discard_uncommitted) and the copy writes the same seqs again, byte for byte.
+past the destination's last commit is its own (discard_uncommitted): a file destination cuts those whole uncommitted
+batches when the writer opens, a Kafka destination (whose records cannot be cut) takes each one equal to what the copy
+writes at its place as sent — it refuses records that are not the copy's — and the copy writes the same seqs again,
+byte for byte.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 from eventstore.backend import Backend, Commit
 from eventstore.batch import Record
-from eventstore.errors import CorruptLog, StoreError
+from eventstore.errors import CorruptLog, NamespaceBeingCreated, NoNamespace, StoreError
 
 CHUNK_EVENTS = 20_000
 
@@ -31,13 +33,21 @@ def copy_namespace(src: Any, dst: Any, namespace: str, progress: Callable[[int, 
     progress(copied_through_seq, source_horizon) is called after every chunk written.
     """
     sb, db = _backend(src), _backend(dst)
-    sreader = sb.open_reader(namespace)
+    try:
+        sreader = sb.open_reader(namespace)
+    except (NoNamespace, NamespaceBeingCreated):
+        held = _held(db, namespace)
+        if held:
+            raise StoreError(f"namespace {namespace!r} is gone from {sb.url}, but {db.url} holds a copy of it through "
+                             f"seq {held}: the source lost it (a broker restarted without its data?); copy it back "
+                             "from there") from None
+        raise
     dwriter = None
     try:
         src_h = sreader.horizon()
         schemas = sb.schema_store(namespace).load_schemas()
-        # what an interrupted copy left past the destination's last commit is the copy's own: discarded, its seqs
-        # written again byte for byte (a file store cuts it; elsewhere it is refused below)
+        # what an interrupted copy left past the destination's last commit is the copy's own: its seqs written again
+        # byte for byte (a file store cuts it, Kafka adopts it; a backend that can do neither is refused below)
         extra = {"discard_uncommitted": True} if db.discards_uncommitted else {}
         dwriter = db.open_writer(namespace, partitions=dict(sreader.partitions), **extra)
         if dict(dwriter.partitions) != dict(sreader.partitions):
@@ -67,6 +77,18 @@ def copy_namespace(src: Any, dst: Any, namespace: str, progress: Callable[[int, 
         if dwriter is not None:
             dwriter.close()
         sreader.close()
+
+
+def _held(db: Backend, namespace: str) -> int:
+    """The horizon of a namespace in a store, 0 where it is absent or unreadable."""
+    try:
+        reader = db.open_reader(namespace)
+    except StoreError:
+        return 0
+    try:
+        return reader.horizon()
+    finally:
+        reader.close()
 
 
 def _check_prefix(namespace: str, sreader: Any, sb: Backend, db: Backend, src_h: int, dst_h: int,

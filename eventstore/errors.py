@@ -6,6 +6,10 @@ class StoreError(TapeError):
     """The store URL or path cannot be used."""
 
 
+class NoNamespace(StoreError):
+    """The store holds no namespace of that name."""
+
+
 class NamespaceBeingCreated(StoreError):
     """A Kafka namespace whose topics exist but not yet its metadata record: its first writer is creating it, or
     was killed doing so (the next writer finishes it)."""

@@ -22,7 +22,7 @@ from eventstore.backend import (
 )
 from eventstore.batch import Record, iter_records
 from eventstore.control import FileControl
-from eventstore.errors import CorruptLog, LockedNamespace, StoreError
+from eventstore.errors import CorruptLog, LockedNamespace, NoNamespace, StoreError
 from eventstore.nsmeta import NAME as META_NAME, read_meta, write_meta
 from eventstore.partition import Partition, TailPlan, cut_partition_after, segment_name
 from eventstore.registryfile import FileSchemaStore
@@ -442,7 +442,7 @@ class FileLog(Backend):
         elif not (d / META_NAME).exists():
             if not self.root.is_dir():
                 raise StoreError(f"store {self.root} does not exist: check --store / TAPE_STORE")
-            raise StoreError(f"no namespace {namespace!r} in {self.url}: `tape log namespaces` lists them")
+            raise NoNamespace(f"no namespace {namespace!r} in {self.url}: `tape log namespaces` lists them")
         return d
 
     def namespaces(self) -> list[str]:

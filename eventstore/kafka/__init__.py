@@ -44,7 +44,7 @@ from typing import Any, Callable, Iterator
 from urllib.parse import parse_qs
 
 from eventstore.backend import Backend, NamespaceReader, NamespaceWriter, valid_namespace
-from eventstore.errors import StoreError
+from eventstore.errors import NoNamespace, StoreError
 from eventstore.kafka.control import KafkaControl
 from eventstore.kafka.journal import JOURNAL
 from eventstore.kafka.reader import KafkaCursor, KafkaNamespaceReader
@@ -79,6 +79,8 @@ def _transport(client: str, conn: Connection) -> Transport:
 
 class KafkaLog(Backend):
     """Namespaces as topic sets on a Kafka cluster (or any Kafka-protocol broker, e.g. tansu)."""
+
+    discards_uncommitted = True  # a copy's writer writes the seqs past the last commit again, adopting equal records
 
     def __init__(self, url: str, *, timeout: float | None = None, fetch_bytes: int | None = None,
                  replication_factor: int | None = None, client: str | None = None):
@@ -195,6 +197,40 @@ class KafkaLog(Backend):
                 raise StoreError(f"Kafka at {self.url}: created topics did not appear in metadata in time")
             time.sleep(0.05)
 
+    def delete_topics(self, topics: list[str], what: str) -> None:
+        """Delete topics and wait until metadata no longer lists them."""
+        if not topics:
+            return
+        with self.errors(what):
+            refused = self.admin().delete(topics, self.connection.timeout_ms)
+        if refused:
+            name, why = next(iter(refused.items()))
+            raise StoreError(f"Kafka at {self.url} refused to delete topic {name}: {why}")
+        deadline = time.monotonic() + self.timeout
+        while self.describe(topics):
+            if time.monotonic() > deadline:
+                raise StoreError(f"Kafka at {self.url}: deleted topics {', '.join(topics)} still listed after "
+                                 f"{self.timeout:.0f}s")
+            time.sleep(0.05)
+
+    def holds_records(self, topic: str, partitions: int) -> bool:
+        """Whether any partition of the topic holds a record (read to the Fetch high watermark, not ListOffsets)."""
+        consumer = self.consumer()
+        found = [False]
+
+        def take(_tp: TopicPartition, _m: Message) -> None:
+            found[0] = True
+
+        try:
+            tps = [TopicPartition(topic, i) for i in range(partitions)]
+            consumer.assign(tps)
+            for tp in tps:
+                consumer.seek(tp, 0)
+            self.read_to_end(consumer, tps, take, f"looking into {topic}")
+        finally:
+            consumer.close()
+        return found[0]
+
     # ---- Backend -------------------------------------------------------------------------------------------
 
     def namespaces(self) -> list[str]:
@@ -204,12 +240,13 @@ class KafkaLog(Backend):
         return sorted(t[: -len(suffix)] for t in topics if t.endswith(suffix))
 
     def open_writer(self, namespace: str, *, partitions: dict[str, int] | None = None,
-                    timeout: float | None = None, **options: Any) -> NamespaceWriter:
+                    timeout: float | None = None, discard_uncommitted: bool = False,
+                    **options: Any) -> NamespaceWriter:
         # the file log's durability knobs mean nothing here: every commit waits for acks=all
         unknown = set(options) - {"fsync", "fsync_interval", "segment_bytes", "index_interval"}
         if unknown:
             raise StoreError(f"unknown option(s) for a Kafka writer: {', '.join(sorted(unknown))}")
-        writer = KafkaNamespaceWriter(self, valid_namespace(namespace), partitions, timeout)
+        writer = KafkaNamespaceWriter(self, valid_namespace(namespace), partitions, timeout, discard_uncommitted)
         self._opened.add(writer)
         return writer
 
@@ -217,7 +254,7 @@ class KafkaLog(Backend):
         ns = valid_namespace(namespace)
         journal = f"{ns}.{JOURNAL}"
         if journal not in self.describe([journal]):
-            raise StoreError(f"no namespace {namespace!r} in {self.url}: `tape log namespaces` lists them")
+            raise NoNamespace(f"no namespace {namespace!r} in {self.url}: `tape log namespaces` lists them")
         reader = KafkaNamespaceReader(self, ns)
         self._opened.add(reader)
         return reader
@@ -229,22 +266,10 @@ class KafkaLog(Backend):
         ns = valid_namespace(namespace)
         journal = f"{ns}.{JOURNAL}"
         if journal not in self.describe([journal]):
-            raise StoreError(f"no namespace {namespace!r} in {self.url}: `tape log namespaces` lists them")
+            raise NoNamespace(f"no namespace {namespace!r} in {self.url}: `tape log namespaces` lists them")
         others = [t for t in self.admin().topics() if t.startswith(ns + ".") and t != journal]
         for batch in ([journal], others):  # the journal first: from then on the namespace is gone for readers
-            if not batch:
-                continue
-            with self.errors(f"deleting {namespace}"):
-                refused = self.admin().delete(batch, self.connection.timeout_ms)
-            if refused:
-                name, why = next(iter(refused.items()))
-                raise StoreError(f"Kafka at {self.url} refused to delete topic {name}: {why}")
-        deadline = time.monotonic() + self.timeout
-        while self.describe([journal, *others]):
-            if time.monotonic() > deadline:
-                raise StoreError(f"Kafka at {self.url}: deleted topics of {namespace} still listed after "
-                                 f"{self.timeout:.0f}s")
-            time.sleep(0.05)
+            self.delete_topics(batch, f"deleting {namespace}")
 
     def control(self, namespace: str) -> KafkaControl:
         control = KafkaControl(self, valid_namespace(namespace))

@@ -1,6 +1,7 @@
 """Writing a namespace on Kafka: the fenced single writer, and the recovery of the torn tail a crashed one left."""
 from __future__ import annotations
 
+from collections import deque
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
@@ -38,8 +39,13 @@ class KafkaNamespaceWriter(NamespaceWriter):
     producer epoch and this writer's next produce or commit fails: the transport raises Fenced, a LockedNamespace.
     """
 
-    def __init__(self, log: KafkaLog, ns: str, partitions: dict[str, int] | None, timeout: float | None):
+    def __init__(self, log: KafkaLog, ns: str, partitions: dict[str, int] | None, timeout: float | None,
+                 discard_uncommitted: bool = False):
         self.log = log
+        # a copy's writer: the records past the last commit are what the killed run of that copy sent; their seqs are
+        # written again, and a record already there with the same bytes is taken as sent (Kafka cannot cut it)
+        self.adopt = discard_uncommitted
+        self.torn: list[deque[tuple[int, Record]]] = []
         self.ns = ns
         self.timeout = float(timeout if timeout is not None else log.timeout)
         self.transactional_id = f"tape-writer-{ns}"
@@ -95,9 +101,14 @@ class KafkaNamespaceWriter(NamespaceWriter):
             tp_index = {tp: j for j, tp in enumerate(self.tps)}
             acc = [list(s) for s in states]
 
+            torn: list[deque[tuple[int, Record]]] = [deque() for _ in self.tps]
+
             def take(tp: TopicPartition, m: Message) -> None:
                 nonlocal max_seq
                 r = record_of(m)
+                if self.adopt:
+                    torn[tp_index[tp]].append((m.offset, r))
+                    return
                 a = acc[tp_index[tp]]
                 a[0] = m.offset + 1
                 a[1] = max(a[1], r.ts)
@@ -110,6 +121,7 @@ class KafkaNamespaceWriter(NamespaceWriter):
                 consumer.seek(tp, s.end)
             log.read_to_end(consumer, self.tps, take, "recovering the namespace tail")
             self.states = [PartitionState(*a) for a in acc]
+            self.torn = torn
             self.last_hash = last.commit.last_hash if last is not None else b""
             # a step torn by a crash keeps its seqs: the writer goes on after them, readers skip them
             self.next_seq = max(max_seq, last.commit.last if last is not None else 0) + 1
@@ -119,10 +131,17 @@ class KafkaNamespaceWriter(NamespaceWriter):
     def _create_data_topics(self, parts: dict[str, int]) -> None:
         names = {f"{self.ns}.{t}": n for t, n in parts.items()}
         have = self.log.describe(list(names))
-        for name, n in have.items():
-            if n != names[name]:
+        for name, n in list(have.items()):
+            if n == names[name]:
+                continue
+            if self.log.holds_records(name, n):
                 raise StoreError(f"topic {name} has {n} partitions but namespace {self.ns!r} records {names[name]}: "
                                  "it was created by something else; remove it or use another namespace")
+            # empty, of another shape: a broker that creates topics on a metadata request made it (a client asked
+            # for it while the namespace did not exist, e.g. after the broker restarted empty); nothing of ours is
+            # in it, so it is made again with the recorded partitions
+            self.log.delete_topics([name], f"replacing the empty topic {name}")
+            del have[name]
         self.log.create_topics({name: (n, {"retention.ms": "-1", "cleanup.policy": "delete"})
                                 for name, n in names.items() if name not in have})
 
@@ -169,15 +188,48 @@ class KafkaNamespaceWriter(NamespaceWriter):
         self.next_seq = last + 1
         self.last_hash = items[-1][1].last_hash
 
+    def _adopted(self, items: list[tuple[dict[tuple[str, int], list[Record]], Commit]]
+                 ) -> dict[tuple[int, int], list[int]]:
+        """Per (commit, partition index): the offsets of its leading records already on the broker, byte for byte,
+        from the killed run of this copy (each partition's uncommitted records are a prefix of what that run sent)."""
+        found: dict[tuple[int, int], list[int]] = {}
+        if not any(self.torn):
+            return found
+        heads = [0] * len(self.torn)
+        for k, (batches, _) in enumerate(items):
+            for (topic, part), records in batches.items():
+                j = self.index.get((topic, part))
+                if j is None or heads[j] >= len(self.torn[j]):
+                    continue
+                offsets = found[(k, j)] = []
+                for r in records:
+                    if heads[j] >= len(self.torn[j]):
+                        break
+                    offset, there = self.torn[j][heads[j]]
+                    if (there.seq, there.ts, bytes(there.key), bytes(there.type), bytes(there.value)) != (
+                            r.seq, r.ts, bytes(r.key), bytes(r.type), bytes(r.value)):
+                        raise StoreError(
+                            f"namespace {self.ns!r} in {self.log.url} holds uncommitted records after seq "
+                            f"{self.next_seq - 1} that are not this copy's (offset {offset} of {self.tps[j].topic}"
+                            f"[{part}] holds seq {there.seq}, the copy writes seq {r.seq} there): remove the namespace "
+                            "there and copy again")
+                    offsets.append(offset)
+                    heads[j] += 1
+        for j, n in enumerate(heads):
+            for _ in range(n):
+                self.torn[j].popleft()
+        return found
+
     def _send_all(self, items: list[tuple[dict[tuple[str, int], list[Record]], Commit]]) -> list[Any]:
         producer = self.producer
+        adopted = self._adopted(items)
         send = producer.send
         ns = self.ns
         pack_u, pack_i = SEQ.pack, TS.pack
         deliveries = []
         lasts: list[list] = []  # per commit: (index, delivery of its last record in that partition, added stats)
         topics = {t: f"{ns}.{t}" for t in self.partitions}
-        for batches, _ in items:
+        for k, (batches, _) in enumerate(items):
             mine = []
             for (topic, part), records in batches.items():
                 j = self.index.get((topic, part))
@@ -186,7 +238,12 @@ class KafkaNamespaceWriter(NamespaceWriter):
                 name = topics[topic]
                 max_ts, size = NO_TS, 0
                 d = None
-                for seq, ts, key, type_, value in records:
+                there = adopted.get((k, j), ())
+                for seq, ts, key, type_, value in records[:len(there)]:  # already on the broker: not sent again
+                    max_ts = max(max_ts, ts)
+                    size += len(key) + len(type_) + len(value)
+                    d = there[-1]
+                for seq, ts, key, type_, value in records[len(there):]:
                     d = send(name, value=value, key=key, partition=part, timestamp_ms=max(0, ts // 1_000_000),
                              headers=[(H_TYPE, type_), (H_SEQ, pack_u(seq)), (H_TS, pack_i(ts))])
                     deliveries.append(d)
@@ -203,8 +260,8 @@ class KafkaNamespaceWriter(NamespaceWriter):
         for (batches, c), mine in zip(items, lasts):
             for j, d, max_ts, n, size in mine:
                 s = states[j]
-                states[j] = PartitionState(producer.offset(d) + 1, max(s.max_ts, max_ts), s.records + n,
-                                           s.bytes + size)
+                end = (d if isinstance(d, int) else producer.offset(d)) + 1  # an int: the offset of an adopted record
+                states[j] = PartitionState(end, max(s.max_ts, max_ts), s.records + n, s.bytes + size)
             journal.append((c, encode_commit(c, states)))
         deliveries = self._send_journal(journal)
         self.states = states
