@@ -38,9 +38,10 @@ def copy_namespace(src: Any, dst: Any, namespace: str, progress: Callable[[int, 
     except (NoNamespace, NamespaceBeingCreated):
         held = _held(db, namespace)
         if held:
+            lost = "the broker lost the namespace (restarted without its data?)" if sb.url.startswith("kafka://") \
+                else "the store lost the namespace"
             raise StoreError(f"namespace {namespace!r} is gone from {sb.url}, but {db.url} holds a copy of it through "
-                             f"seq {held}: the source lost it (a broker restarted without its data?); copy it back "
-                             "from there") from None
+                             f"seq {held}: {lost}; copy it back from there") from None
         raise
     dwriter = None
     try:

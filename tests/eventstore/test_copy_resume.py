@@ -17,9 +17,10 @@ from runtime.cli.app import app
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_700_000_000_000_000_000
 
-# `tape log copy` that SIGKILLs itself — KILL_AT=commit:K: with the data of its chunk acknowledged and its commit
-# records before the K-th delivered (the K-th and later never sent); KILL_AT=record:N: as it is about to send its N-th
-# data record, those before it delivered. NO_ADOPT: the negative control, a Kafka writer that keeps a kill's records.
+# `tape log copy` that SIGKILLs itself — to Kafka, KILL_AT=commit:K: with the data of its chunk acknowledged and its
+# commit records before the K-th delivered (the K-th and later never sent); KILL_AT=record:N: as it is about to send
+# its N-th data record, those before it delivered; to a file store, KILL_AT=file:K: as it is about to append its K-th
+# journal batch. NO_ADOPT: the negative control, a Kafka writer that keeps a kill's records.
 KILLED = (
     "import os, signal, sys\n"
     "from eventstore import kafka\n"
@@ -36,6 +37,16 @@ KILLED = (
     "        n[0] += len(journal)\n"
     "        return send_journal(self, journal)\n"
     "    kw.KafkaNamespaceWriter._send_journal = dying\n"
+    "elif mode == 'file':\n"
+    "    from eventstore import partition\n"
+    "    append = partition.Partition.append\n"
+    "    def dying_append(self, records):\n"
+    "        if self.path.name == '_commits':\n"
+    "            n[0] += 1\n"
+    "            if n[0] == at:\n"
+    "                os.kill(os.getpid(), signal.SIGKILL)\n"
+    "        return append(self, records)\n"
+    "    partition.Partition.append = dying_append\n"
     "else:\n"
     "    make = kafka.KafkaLog.producer\n"
     "    def producer(self, **kw_):\n"
@@ -122,13 +133,23 @@ def _ns(tmp_path: Path, stem: str) -> str:
     return f"{stem}-{tmp_path.name[-10:]}".replace("_", "-").lower()
 
 
-def test_a_copy_to_kafka_killed_anywhere_resumes_and_sends_nothing_twice(tmp_path: Path, kafka_bootstrap) -> None:
-    """SIGKILLs of `tape log copy` file → Kafka part way through a chunk's data, and between its data and its commit
-    records, again and again: every re-run resumes — what a kill left on the broker is taken as sent when it is the
-    copy's own bytes, never sent again — and the copy ends with the source's events and commits exactly."""
-    src, dst = f"file:{tmp_path / 'src'}", f"kafka://{kafka_bootstrap}"
+@pytest.mark.parametrize("source", ["file", "kafka"])
+def test_a_copy_to_kafka_killed_anywhere_resumes_and_sends_nothing_twice(source: str, tmp_path: Path, kafka_bootstrap,
+                                                                         tansu_factory) -> None:
+    """SIGKILLs of `tape log copy` file → Kafka and Kafka → Kafka part way through a chunk's data, and between its
+    data and its commit records, again and again: every re-run resumes — what a kill left on the broker is taken as
+    sent when it is the copy's own bytes, never sent again — and the copy ends with the source's events and commits
+    exactly."""
     ns = _ns(tmp_path, "resume")
-    _bulk(src, ns, commits=50, per=500)  # 25,000 events in 50 commits over two partitions: two chunks of the copy
+    origin = f"file:{tmp_path / 'src'}"
+    _bulk(origin, ns, commits=50, per=500)  # 25,000 events in 50 commits over two partitions: two chunks of the copy
+    if source == "kafka":  # from the session's broker to a broker of this test's own
+        src = f"kafka://{kafka_bootstrap}"
+        assert CliRunner().invoke(app, ["log", "copy", origin, src, "--namespace", ns]).exit_code == 0
+        kafka_bootstrap = tansu_factory().bootstrap
+    else:
+        src = origin
+    dst = f"kafka://{kafka_bootstrap}"
     horizons, stored = [], []
     # part of the first chunk's data; the rest of it and 9 of its commits; part of the next chunk's data (the first
     # part adopted); the rest of it and 4 commits
@@ -147,8 +168,31 @@ def test_a_copy_to_kafka_killed_anywhere_resumes_and_sends_nothing_twice(tmp_pat
     assert _stored_records(kafka_bootstrap, ns) == 25000  # every record sent once: the killed runs' were adopted
     r = CliRunner().invoke(app, ["log", "copy", dst, f"file:{tmp_path / 'back'}", "--namespace", ns])
     assert r.exit_code == 0, r.output
-    seg = f"{ns}/market-1/00000000000000000000.log"
-    assert (tmp_path / "src" / seg).read_bytes() == (tmp_path / "back" / seg).read_bytes()
+    for seg in (f"{ns}/market-1/00000000000000000000.log", f"{ns}/_commits/00000000000000000000.log"):
+        assert (tmp_path / "src" / seg).read_bytes() == (tmp_path / "back" / seg).read_bytes()
+
+
+def test_a_copy_from_kafka_to_a_file_store_killed_again_and_again_ends_byte_identical(tmp_path: Path,
+                                                                                     kafka_bootstrap) -> None:
+    """Kafka → file, killed before its k-th journal batch, five times: each re-run cuts what the kill left and goes on;
+    the segments and the journal end byte for byte the file store the namespace came from."""
+    ns = _ns(tmp_path, "tofile")
+    origin, src, dst = f"file:{tmp_path / 'src'}", f"kafka://{kafka_bootstrap}", f"file:{tmp_path / 'dst'}"
+    _bulk(origin, ns, commits=30, per=100)
+    assert CliRunner().invoke(app, ["log", "copy", origin, src, "--namespace", ns]).exit_code == 0
+    horizons = []
+    for at in ("file:1", "file:3", "file:2", "file:5", "file:2"):
+        p = _killed_copy(src, dst, ns, at)
+        assert p.returncode == -9, (at, horizons, p.stdout, p.stderr[-2000:])
+        horizons.append(Log.open(dst).horizon(ns))
+    assert horizons == sorted(horizons) and horizons[-1] > 0, horizons
+    r = CliRunner().invoke(app, ["log", "copy", src, dst, "--namespace", ns])
+    assert r.exit_code == 0, r.output
+    assert _events(dst, ns) == _events(origin, ns)
+    logs = sorted(p.relative_to(tmp_path / "src") for p in (tmp_path / "src").rglob("*.log"))
+    assert logs == sorted(p.relative_to(tmp_path / "dst") for p in (tmp_path / "dst").rglob("*.log"))
+    for p in logs:
+        assert (tmp_path / "src" / p).read_bytes() == (tmp_path / "dst" / p).read_bytes(), p
 
 
 def test_the_resume_test_catches_a_kafka_writer_that_keeps_what_a_kill_left(tmp_path: Path, kafka_bootstrap) -> None:
@@ -241,4 +285,4 @@ def test_a_copy_resumes_after_the_broker_restarted_empty(tmp_path: Path, tansu_f
     broker = tansu_factory(port)
     r = CliRunner().invoke(app, ["log", "copy", dst, back, "--namespace", ns])
     assert r.exit_code == 2, r.output
-    assert "the source lost it" in r.stderr and f"through seq {len(_events(src, ns))}" in r.stderr, r.stderr
+    assert "the broker lost the namespace" in r.stderr and f"through seq {len(_events(src, ns))}" in r.stderr, r.stderr
