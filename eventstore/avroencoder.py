@@ -28,6 +28,11 @@ _INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
 # builtins and helpers bound as default arguments of every generated function (locals are the fastest lookup)
 _LOCALS = ("_type=type, _int=int, _str=str, _bytes=bytes, _dict=dict, _list=list, Decimal=Decimal, "
            "Unencodable=Unencodable, _dec=_dec, _ub=_ub, _lv=_lv, _lc=_lc, _ic=_ic, _one=_one")
+_LONGS: dict[int, bytes] = {}  # varints of recent large longs, shared by every encoder of the process
+_INTS: dict[int, bytes] = {}
+_ONE = [bytes([n << 1]) for n in range(64)]  # the varint of a length below 64
+
+
 _PRIMITIVE = {"null", "boolean", "int", "long", "string", "bytes"}
 
 
@@ -59,8 +64,8 @@ class _Compiler:
         self.names: dict[str, str] = {}  # full name of a named type → the function (record) or table (enum) name
         self.functions: list[str] = []
         self.env: dict[str, Any] = {"Unencodable": Unencodable, "Decimal": Decimal, "_dec": _decimal_bytes,
-                                    "_ub": unscaled_bytes, "_lv": varint, "_lc": {}, "_ic": {},
-                                    "_one": [bytes([n << 1]) for n in range(64)]}
+                                    "_ub": unscaled_bytes, "_lv": varint, "_lc": _LONGS, "_ic": _INTS,
+                                    "_one": _ONE}
         self.counter = 0
 
     def fresh(self, stem: str) -> str:
@@ -75,20 +80,19 @@ class _Compiler:
         return (f"{ns}.{name}" if ns else name), ns
 
     def long(self, var: str, cache: str, lo: int, hi: int, pad: str) -> list[str]:
-        """A long: one byte inline, a recent value from the cache, else the varint loop inline (and cached)."""
+        """A long: one to three bytes inline (seqs, counts), else the shared cache of recent values (a step's times
+        repeat across its events and their types), else the varint loop (and cached)."""
         e, n = self.fresh("e"), self.fresh("n")
         return [f"{pad}if _type({var}) is not _int: raise Unencodable",
-                f"{pad}if -64 <= {var} < 64: out.append(({var} << 1) ^ ({var} >> 63))",
+                f"{pad}{n} = ({var} << 1) ^ ({var} >> 63)",
+                f"{pad}if {n} < 128: out.append({n})",
+                f"{pad}elif {n} < 16384: out += _bytes(({n} & 127 | 128, {n} >> 7))",
+                f"{pad}elif {n} < 2097152: out += _bytes(({n} & 127 | 128, ({n} >> 7) & 127 | 128, {n} >> 14))",
                 f"{pad}else:",
                 f"{pad}    {e} = {cache}.get({var})",
                 f"{pad}    if {e} is None:",
                 f"{pad}        if not {lo} <= {var} <= {hi}: raise Unencodable",
-                f"{pad}        {n} = ({var} << 1) ^ ({var} >> 63)",
-                f"{pad}        {e} = bytearray()",
-                f"{pad}        while {n} > 127:",
-                f"{pad}            {e}.append(({n} & 127) | 128)",
-                f"{pad}            {n} >>= 7",
-                f"{pad}        {e}.append({n})",
+                f"{pad}        {e} = _lv({var})",
                 f"{pad}        if len({cache}) >= 4096: {cache}.clear()",
                 f"{pad}        {cache}[{var}] = {e}",
                 f"{pad}    out += {e}"]
