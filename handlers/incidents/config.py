@@ -54,6 +54,8 @@ class Rule:
 D = Decimal
 DEFAULTS: dict[str, Rule] = {r.kind: r for r in (
     Rule("stale_data", "instrument", "s overdue (since the next market event was due)", D(120), "DENY", "WARNING"),
+    Rule("bar_gap", "instrument", "bars the venue no longer served (missing from the log)", D(1), "ALERT",
+         "WARNING"),
     Rule("stream_disconnected", "venue", "s disconnected", D(30), "ALERT", "WARNING"),
     Rule("venue_unreachable", "venue", "requests in a row without an answer", D(3), "HALT", "CRITICAL"),
     Rule("reject_burst", "strategy", "orders rejected by the venue in the window", D(5), "HALT", "CRITICAL", D(60)),

@@ -18,7 +18,9 @@ bursts = venue rejections (not ROUTINE ones) / unknown outcomes within the windo
 risk_breach = the larger of the day's loss over daily_loss_limit and the drawdown over max_drawdown (4 places,
 for people: whether the threshold's fraction of a limit is reached is decided exactly, by the rule the backtest's
 risk engine halts by — handlers/risk/losses.py);
-reconciliation_mismatch = blocking mismatches in the last ReconciliationReport; the rest from the last Heartbeat.
+reconciliation_mismatch = blocking mismatches in the last ReconciliationReport; bar_gap = bars of an instrument the
+venue no longer served (the Heartbeat's bar_gaps: a downtime past the venue's window of history), raised at that
+heartbeat and resolved at the next; the rest from the last Heartbeat.
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ ROUTINE = frozenset({"POST_ONLY_WOULD_TAKE", "RATE_LIMITED"})  # rejections a bu
 # would cross is a market maker's daily bread, and 429/418 have rules of their own
 BREACHES = frozenset({"risk_breach_soft", "risk_breach_hard"})
 HEALTH = ("stream_connected", "stream_down_ns", "failed_reads", "rate_limited", "banned", "clock_offset_ms",
-          "append_ms", "lag_ms")
+          "append_ms", "lag_ms", "bar_gaps")
 
 
 class IncidentMonitor:
@@ -87,6 +89,10 @@ class IncidentMonitor:
             for iid, due in sorted(self.due.items()):  # resolved at any step
                 if self._beat or state.incidents.find("stale_data", iid) is not None:
                     out.append(("stale_data", iid, Decimal(max(0, now - due)) / NS))
+        if "bar_gap" in rules and self._beat:  # per heartbeat: the bars its pass found missing, 0 resolves
+            gaps = self.health.get("bar_gaps") or {}
+            opened = {i.scope_id for i in state.incidents.open.values() if i.kind == "bar_gap"}
+            out += [("bar_gap", iid, Decimal(gaps.get(iid, 0))) for iid in sorted(set(gaps) | opened)]
         for kind, times in (("reject_burst", self.rejects), ("unknown_burst", self.unknowns)):
             rule = rules.get(kind)
             if rule is not None:

@@ -32,6 +32,9 @@ def sandbox_serve(
                                                      "quote currency."),
     clock_offset_ms: int = typer.Option(0, "--clock-offset-ms", metavar="N",
                                         help="Offset (ms) of the venue's server clock from this machine's."),
+    kline_window: int = typer.Option(0, "--kline-window", metavar="N", min=0,
+                                     help="Serve only the last N klines of each interval, as a venue keeping a "
+                                          "window of history does (0: all)."),
 ) -> None:
     """Serve REST v3 (/api/v3), market streams (/ws, /stream), the WebSocket API user data stream (/ws-api/v3)
     and control endpoints (/sandbox/state, faults, step, external_order, deposit) on one port, until Ctrl-C.
@@ -48,5 +51,6 @@ def sandbox_serve(
     parse_spec(faults)  # a bad spec is one line before anything is opened
     config = SandboxConfig(store=cli_context(ctx).store, source=source, port=check_port(port), host=host,
                            speed=parse_speed(speed), loop=loop, faults=faults, seed=seed, api_key=api_key,
-                           secret=secret, balances=parse_balances(balance or []), clock_offset_ms=clock_offset_ms)
+                           secret=secret, balances=parse_balances(balance or []), clock_offset_ms=clock_offset_ms,
+                           kline_window=kline_window)
     run(config)

@@ -507,7 +507,8 @@ class LiveNode:
             "stream_down_ns": 0 if self._stream_down is None else int((now - self._stream_down) * 1e9),
             "failed_reads": failed, "rate_limited": limited, "banned": banned,
             "clock_offset_ms": None if offset is None else int(offset), "append_ms": int(self.commits.slowest * 1000),
-            "lag_ms": int(self._lag * 1000), "deadman_until": self._deadman_until()}, self.venue_clock.now(),
+            "lag_ms": int(self._lag * 1000), "deadman_until": self._deadman_until(),
+            "bar_gaps": self.feed.take_gaps()}, self.venue_clock.now(),
             "monitor")
         self.commits.slowest, self._lag = 0.0, 0.0
 

@@ -40,6 +40,7 @@ class SandboxConfig:
     secret: str = DEFAULT_SECRET
     balances: dict[str, Decimal] = field(default_factory=dict)  # empty: DEFAULT_QUOTE_BALANCE of each quote
     clock_offset_ms: int = 0
+    kline_window: int = 0  # klines served: the last N of each interval (a venue keeping a window of history); 0: all
 
     def __repr__(self) -> str:  # the secret never reaches a log line or an error message
         return (f"SandboxConfig(store={self.store!r}, source={self.source!r}, host={self.host!r}, port={self.port}, "

@@ -335,6 +335,9 @@ class RestApi:
         limit = _limit(p, 500, MAX_LIMIT)
         start, end = _int(p, "startTime"), _int(p, "endTime")
         rows = m.candles(length)
+        window = self.venue.config.kline_window
+        if window:  # older klines are gone: a read from before the window begins at its first
+            rows = rows[-window:]
         if start is not None:
             rows = [c for c in rows if c.open_ms >= start]
         if end is not None:

@@ -6,7 +6,9 @@ ts_event = its close time (as `tape ingest` writes history) and the venue's pric
 the open time of the last bar recorded per instrument, rebuilt from the log on restart (`learn`), so a restart
 neither skips nor repeats a bar. A streamed bar (stream.py) is taken only when it continues the cursor; a gap (the
 stream's first bars, a reconnect, a dropped frame) or a bar overdue in the venue's time is read over REST instead,
-so both paths record the same bars.
+so both paths record the same bars. Bars the venue no longer serves (a read from the next bar due that begins later:
+a venue keeping a window of history, a downtime longer than it) are counted per instrument (`take_gaps`), recorded in
+the next Heartbeat and raised as a `bar_gap` incident: never skipped without an event.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ class BarFeed:
         self.last_open: dict[str, int] = {}  # instrument → open time (ns) of the last bar recorded
         self._start: dict[str, int] = {}  # instrument → open time of the first bar to record (nothing recorded yet)
         self.failures = 0  # REST reads that got no answer (the venue down, a 5xx, a 429/418)
+        self.gaps: dict[str, int] = {}  # instrument → bars the venue did not serve, since the last take_gaps()
 
     def learn(self, name: str, data: dict[str, Any]) -> None:
         """Fold a recorded event: the last bar per instrument is where the feed resumes."""
@@ -67,10 +70,18 @@ class BarFeed:
                 forming = i == len(rows) - 1 and open_ts + self.timeframe_ns > now  # the venue's last bar, still open
                 if open_ts < expected or forming:
                     continue
+                if open_ts > expected and iid in self.last_open:  # after a recorded bar, the venue's answer
+                    # begins later (or skips): those bars are gone there (before the first one, nothing is missing)
+                    self.gaps[iid] = self.gaps.get(iid, 0) + (open_ts - expected) // self.timeframe_ns
                 out.append(self._bar(iid, open_ts, o, h, low, c, v))
                 self.last_open[iid] = open_ts
                 expected = open_ts + self.timeframe_ns
         return out
+
+    def take_gaps(self) -> dict[str, int] | None:
+        """The bars missing per instrument since the last call (None: none), for the next Heartbeat."""
+        gaps, self.gaps = self.gaps, {}
+        return gaps or None
 
     def take(self, bars: Iterable[Any]) -> tuple[list[tuple[str, dict[str, Any], int]], set[str]]:
         """Streamed closed bars (stream.StreamedBar) that continue the cursor, and the instruments whose next bar

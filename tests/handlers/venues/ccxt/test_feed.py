@@ -72,3 +72,22 @@ def test_without_history_a_new_namespace_records_the_bar_forming_now_once_it_clo
     assert [b[1]["open_ts"] // MIN_NS for b in f.poll()] == [3]
     ex.rows, now[0] = Klines(6).rows, 5 * MIN_MS + 20_000
     assert [b[1]["open_ts"] // MIN_NS for b in f.poll()] == [4]
+
+
+def test_bars_the_venue_no_longer_serves_are_counted_not_skipped_silently():
+    """A venue keeping a window of history answers a read from the next bar due with later bars: those missing are
+    counted per instrument for the next Heartbeat (a bar_gap incident), once, and a hole inside an answer too."""
+    f, ex = feed(20, 20 * MIN_MS)
+    f.learn("Bar", {"timeframe": "1m", "instrument_id": IID, "open_ts": 2 * MIN_NS})
+    ex.rows = ex.rows[10:15] + ex.rows[17:]  # the window begins at bar 10; bars 15 and 16 were never made
+    assert [b[1]["open_ts"] // MIN_NS for b in f.poll()] == [10, 11, 12, 13, 14, 17, 18, 19]
+    assert f.take_gaps() == {IID: 7 + 2}  # bars 3..9, then 15 and 16
+    assert f.take_gaps() is None and f.poll() == [] and f.take_gaps() is None
+
+
+def test_a_new_namespace_whose_history_the_venue_lacks_has_no_gap():
+    """Warm-up bars from before the venue's first one are not a hole: the log's series starts at the first bar."""
+    f, ex = feed(20, 20 * MIN_MS)
+    ex.rows = ex.rows[15:]
+    assert [b[1]["open_ts"] // MIN_NS for b in f.poll()] == [15, 16, 17, 18, 19]
+    assert f.take_gaps() is None
