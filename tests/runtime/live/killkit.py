@@ -22,6 +22,17 @@ from sandboxkit import KEY, ROOT, SECRET, Sandbox, py_env  # noqa: E402
 
 SYMBOL = "BTC/USDT"
 NAMESPACE = "live-kt"
+SPAWNED: list[subprocess.Popen] = []  # every session a test started: reaped after it (conftest.py), failed or not
+
+
+def reap() -> None:
+    """SIGKILL the sessions still running (a test that failed before stopping its own leaves them polling, using a
+    core for as long as the machine lives and slowing the tests after it)."""
+    while SPAWNED:
+        p = SPAWNED.pop()
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=30)
 
 # The launcher: `tape` itself, with the patches a test asked for through the environment.
 LAUNCHER = r'''
@@ -138,8 +149,10 @@ class Live:
         return {**py_env(), "TAPE_BINANCE_API_KEY": KEY, "TAPE_BINANCE_SECRET": SECRET, **extra}
 
     def spawn(self, *extra: str, **env: str) -> subprocess.Popen:
-        return subprocess.Popen(self.argv(*extra), env=self.env(**env), cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        p = subprocess.Popen(self.argv(*extra), env=self.env(**env), cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        SPAWNED.append(p)
+        return p
 
     def run(self, seconds: float, **env: str) -> subprocess.CompletedProcess:
         """A session that ends by itself after `seconds` (RunStopped); its output, for the failure message."""
