@@ -232,6 +232,19 @@ class _Unsupported(Exception):
     """A schema construct the compiler does not generate (the whole schema stays with fastavro)."""
 
 
+_COMPILED: dict[tuple[int, tuple[tuple[str, int, int], ...]], Encoder | None] = {}
+
+
+def encoder_for(fingerprint: int, schema: dict[str, Any],
+                exact: tuple[tuple[str, int, Any], ...] = ()) -> Encoder | None:
+    """compile_encoder's result for a schema of that fingerprint, compiled once per process (every writer opened,
+    and a test suite opens thousands, reuses it)."""
+    key = (fingerprint, tuple((name, scale, ctx.prec) for name, scale, ctx in exact))
+    if key not in _COMPILED:
+        _COMPILED[key] = compile_encoder(schema, exact)
+    return _COMPILED[key]
+
+
 def compile_encoder(schema: dict[str, Any], exact: tuple[tuple[str, int, Any], ...] = ()) -> Encoder | None:
     """The encoder of a record schema (plain JSON form, named types defined where first used), or None when it
     uses something this module does not generate (floats, wider unions, other logical types). `exact` names the
@@ -251,4 +264,4 @@ def compile_encoder(schema: dict[str, Any], exact: tuple[tuple[str, int, Any], .
     return encode
 
 
-__all__ = ["Encoder", "Unencodable", "compile_encoder", "varint"]
+__all__ = ["Encoder", "Unencodable", "compile_encoder", "encoder_for", "varint"]

@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from fastavro import schemaless_writer
 
-from eventstore.avroencoder import Encoder, compile_encoder
+from eventstore.avroencoder import Encoder, encoder_for
 from eventstore.backend import Commit, NamespaceWriter
 from eventstore.batch import Record
 from eventstore.catalog import Catalog, EventType
@@ -77,7 +77,7 @@ class Writer:
             parsed, decimals = (et.parsed, ()) if raw is None else (raw.parsed, raw.exact)
             hit = self._types[name] = self._types[et.full_name] = (
                 et, et.full_name.encode(), self.backend.partitions[et.topic], parsed, decimals,
-                compile_encoder(et.schema, decimals))
+                encoder_for(et.fingerprint, et.schema, decimals))
         return hit
 
     def append(self, drafts: Sequence[Draft]) -> int:

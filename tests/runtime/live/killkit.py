@@ -169,10 +169,14 @@ class Kills:
 
 
 def kill_series(live: Live, rounds: int, rng: random.Random, *, low: float = 0.2, high: float = 3.5,
-                **env: str) -> Kills:
-    """`rounds` sessions, each SIGKILLed at a uniformly random time after it was spawned."""
+                enough: dict[str, int] | None = None, max_rounds: int = 0, **env: str) -> Kills:
+    """`rounds` sessions, each SIGKILLed at a uniformly random time after it was spawned; then, with `enough`
+    ({event name: count}), more (up to `max_rounds` in all) until the log holds that many of each: a slow machine
+    starts fewer sessions' worth of trading in the same rounds, and the series must not test nothing there."""
     out = Kills()
-    for _ in range(rounds):
+    n = 0
+    while n < rounds or (enough and n < max_rounds and not _holds(live.store, enough)):
+        n += 1
         p = live.spawn(**env)
         try:
             p.wait(rng.uniform(low, high))
@@ -185,6 +189,15 @@ def kill_series(live: Live, rounds: int, rng: random.Random, *, low: float = 0.2
         p.stdout.close()
         p.stderr.close()
     return out
+
+
+def _holds(store: Path, enough: dict[str, int]) -> bool:
+    try:
+        events = log_events(store)
+    except Exception:  # noqa: BLE001 - no namespace yet
+        return False
+    counts = Counter(e.name for e in events)
+    return all(counts[name] >= k for name, k in enough.items())
 
 
 def stop_session(p: subprocess.Popen) -> None:
