@@ -140,9 +140,9 @@ def _ns(tmp_path: Path, stem: str) -> str:
 def test_a_copy_to_kafka_killed_anywhere_resumes_and_sends_nothing_twice(source: str, tmp_path: Path, kafka_bootstrap,
                                                                          tansu_factory) -> None:
     """SIGKILLs of `tape log copy` file → Kafka and Kafka → Kafka (1,000 events a transaction, as 20,000 are in
-    `tape`) part way through a chunk's data, and between its data and its commit records, again and again: every re-run resumes — what a kill left on the broker is taken as
-    sent when it is the copy's own bytes, never sent again — and the copy ends with the source's events and commits
-    exactly."""
+    `tape`) part way through a chunk's data, and between its data and its commit records, again and again: every
+    re-run resumes — what a kill left on the broker is taken as sent when it is the copy's own bytes, never sent
+    again — and the copy ends with the source's events and commits exactly."""
     ns = _ns(tmp_path, "resume")
     origin = f"file:{tmp_path / 'src'}"
     _bulk(origin, ns, commits=50, per=50)  # 2,500 events in 50 commits over two partitions: three chunks of the copy
