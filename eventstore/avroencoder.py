@@ -27,10 +27,9 @@ _LONG_MIN, _LONG_MAX = -(1 << 63), (1 << 63) - 1
 _INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
 # builtins and helpers bound as default arguments of every generated function (locals are the fastest lookup)
 _LOCALS = ("_type=type, _int=int, _str=str, _bytes=bytes, _dict=dict, _list=list, Decimal=Decimal, "
-           "Unencodable=Unencodable, _dec=_dec, _ub=_ub, _lv=_lv, _lc=_lc, _ic=_ic, _one=_one")
+           "Unencodable=Unencodable, _dec=_dec, _ub=_ub, _lv=_lv, _lc=_lc, _ic=_ic")
 _LONGS: dict[int, bytes] = {}  # varints of recent large longs, shared by every encoder of the process
 _INTS: dict[int, bytes] = {}
-_ONE = [bytes([n << 1]) for n in range(64)]  # the varint of a length below 64
 
 
 _PRIMITIVE = {"null", "boolean", "int", "long", "string", "bytes"}
@@ -64,8 +63,7 @@ class _Compiler:
         self.names: dict[str, str] = {}  # full name of a named type → the function (record) or table (enum) name
         self.functions: list[str] = []
         self.env: dict[str, Any] = {"Unencodable": Unencodable, "Decimal": Decimal, "_dec": _decimal_bytes,
-                                    "_ub": unscaled_bytes, "_lv": varint, "_lc": _LONGS, "_ic": _INTS,
-                                    "_one": _ONE}
+                                    "_ub": unscaled_bytes, "_lv": varint, "_lc": _LONGS, "_ic": _INTS}
         self.counter = 0
 
     def fresh(self, stem: str) -> str:
@@ -99,12 +97,9 @@ class _Compiler:
 
     def string(self, var: str, pad: str) -> list[str]:
         """A string, encoded inline (a cache of them measured slower: short ASCII encodes faster than a lookup)."""
-        e, n = self.fresh("e"), self.fresh("n")
-        return [f"{pad}if _type({var}) is not _str: raise Unencodable",
-                f"{pad}{e} = {var}.encode()",
-                f"{pad}{n} = len({e})",
-                f"{pad}out += _one[{n}] if {n} < 64 else _lv({n})",
-                f"{pad}out += {e}"]
+        e = self.fresh("e")
+        return [f"{pad}if _type({var}) is not _str: raise Unencodable", f"{pad}{e} = {var}.encode()",
+                *self.sized(e, pad)]
 
     def sized(self, var: str, pad: str) -> list[str]:
         """Length-prefixed bytes already in `var`."""
