@@ -459,8 +459,7 @@ class LiveNode:
             d = self.deadman
             self.metrics.observe(self.engine.state, read_failures=self.feed.failures,
                                  stream_connected=None if self.stream is None else self.stream.connected(),
-                                 alerts=self.alerts, deadman_seconds=None if d is None else
-                                 (d.armed_until - time.monotonic() if d.armed else 0.0))
+                                 alerts=self.alerts, deadman_seconds=None if d is None else d.remaining())
 
     def commands(self) -> None:
         """The operators' commands sent since the last read, each an input recorded before it is acted on; one
@@ -516,7 +515,7 @@ class LiveNode:
         d = self.deadman
         if d is None or not d.armed:
             return None
-        return self.clock() + int((d.armed_until - time.monotonic()) * 1e9)
+        return self.clock() + int(d.remaining() * 1e9)
 
     def _bars(self) -> list[tuple[str, dict[str, Any], int]]:
         """New closed bars: the stream's while it is connected and continues the log, REST for the rest (all of it

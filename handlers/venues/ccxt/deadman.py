@@ -66,6 +66,10 @@ class DeadMansSwitch:
         """Whether the venue's timer is running by our last acknowledged arm (it expires at `armed_until`)."""
         return self.armed_until is not None and self.clock() < self.armed_until
 
+    def remaining(self) -> float:
+        """Seconds until the venue's timer expires by our last acknowledged arm; 0 when it is not running."""
+        return max(0.0, self.armed_until - self.clock()) if self.armed_until is not None else 0.0
+
     def refresh(self, healthy: bool) -> bool:
         """Re-arm the timer when due and healthy; unhealthy, let it run out. True when the venue acknowledged an arm."""
         if not self.available or not healthy:
