@@ -73,6 +73,12 @@ def live(
                                       "has one (0: off)."),
     stream: bool = typer.Option(True, "--stream/--no-stream",
                                 help="Bars from the venue's websocket stream, REST as the fallback (or REST only)."),
+    account_stream: bool = typer.Option(True, "--account-stream/--no-account-stream",
+                                        help="Read fills over REST when the venue's private stream says the account "
+                                             "changed, not on a timer (the stream's content is never recorded)."),
+    check_every: float = typer.Option(5.0, "--check-every", min=0.0, metavar="S",
+                                      help="Seconds between comparisons of the venue's open orders and fills with "
+                                           "the log's."),
 ) -> None:
     """Run the engine loop on a venue: startup is recovery and reconciliation; SIGINT/SIGTERM stop it cleanly."""
     if ctx.invoked_subcommand is not None:
@@ -88,7 +94,8 @@ def live(
                     params=output.params_option(param or []), risk=limits, queue=queue, paper=paper,
                     paper_venue=venue_file(paper_venue) if paper_venue is not None else VenueConfig(),
                     timeframe=timeframe, timeframe_ns=parse_timeframe(timeframe), history_bars=history,
-                    poll_seconds=poll, fills_seconds=fills_poll, visibility_window_ns=int(window * 1e9),
+                    poll_seconds=poll, fills_seconds=fills_poll, check_seconds=check_every,
+                    visibility_window_ns=int(window * 1e9),
                     snapshot_every=snapshot_every, heartbeat_seconds=heartbeat,
                     incidents=incident_file(incidents) if incidents is not None else IncidentConfig())
     alert_config = alert_file(alerts) if alerts is not None else None  # secrets: never part of the spec (the log)
@@ -101,6 +108,13 @@ def live(
 
         # public market data: the streaming client holds no credentials
         kline_stream = KlineStream(exchange_for(venue, None, sandbox_url, pro=True), list(spec.symbols), timeframe)
+    account = None
+    if account_stream and not paper:
+        from handlers.venues.ccxt.account_stream import AccountStream
+
+        # the private stream: a client of its own with the credentials, waking the loop the bars wake
+        account = AccountStream(exchange_for(venue, creds, sandbox_url, pro=True),
+                                wake=kline_stream.arrived if kline_stream is not None else None)
     stopping = [False]
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -132,7 +146,7 @@ def live(
 
         switch = DeadMansSwitch(exchange, dead_man, secrets=secrets)
     node = LiveNode(cli_context(ctx).open(), spec, exchange, venue_clock=venue_clock, metrics=metrics,
-                    secrets=secrets, stream=kline_stream, deadman=switch if switch and switch.available else None,
+                    secrets=secrets, stream=kline_stream, account=account, deadman=switch if switch and switch.available else None,
                     alerts=Alerts(alert_config, namespace) if alert_config is not None else None)
     if switch is not None and not switch.available:
         sys.stderr.write(f"note: {venue} has no dead-man's switch in ccxt (cancel-all-after): resting orders stay at "
@@ -141,7 +155,8 @@ def live(
     since = "" if s.snapshot_seq is None else f" after the snapshot at seq {s.snapshot_seq:,}"
     sys.stdout.write(f"{s.namespace}: recovered {s.recovered_events:,} events{since} ({s.recovered_inputs:,} inputs), "
                      f"{s.inputs:,} inputs this session ({s.bars_streamed:,} bars streamed, {s.bars_polled:,} polled), "
-                     f"{s.fills:,} fills, {s.resolved_in_doubt:,} sends in doubt resolved\n")
+                     f"{s.fills:,} fills ({s.fill_reads:,} reads of the venue's trades, {s.account_updates:,} account "
+                     f"updates streamed), {s.resolved_in_doubt:,} sends in doubt resolved\n")
 
 
 # ---- commands to a running session ---------------------------------------------------------------------------------

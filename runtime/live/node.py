@@ -135,6 +135,8 @@ class Session:
     fills: int = 0
     bars_streamed: int = 0
     bars_polled: int = 0
+    fill_reads: int = 0  # reads of the venue's trade history (each a rate-limited REST request per instrument)
+    account_updates: int = 0  # updates the account stream announced (each a reason to read, never a record)
 
 
 class LiveNode:
@@ -143,7 +145,7 @@ class LiveNode:
     def __init__(self, log: Log, spec: LiveSpec, exchange: Any, *, clock: Callable[[], int] = time.time_ns,
                  venue_clock: VenueClock | None = None, secrets: tuple[str, ...] = (), stream: Any = None,
                  metrics: Any = None, use_snapshots: bool = True, snapshot_to_seq: int | None = None,
-                 alerts: Any = None, deadman: Any = None):
+                 alerts: Any = None, deadman: Any = None, account: Any = None):
         if not spec.namespace.startswith("live-"):
             raise LiveError(f"namespace {spec.namespace!r}: a live namespace is named live-NAME (e.g. live-btc)")
         self.log, self.spec, self.exchange, self.clock = log, spec, exchange, clock
@@ -164,6 +166,8 @@ class LiveNode:
         self.metrics = metrics  # runtime.ops.metrics.SessionMetrics or None
         self.alerts = alerts  # runtime.ops.alerts.Alerts or None: webhooks told of incidents and halts
         self.deadman = deadman  # handlers.venues.ccxt.deadman.DeadMansSwitch or None (paper, or no such venue API)
+        self.account = account  # handlers.venues.ccxt.account_stream.AccountStream or None: fills read on a timer
+        self._fills_due = False  # the account stream announced a change not read yet
         self._due_since: dict[str, float] = {}  # instrument → when (monotonic) its next bar became due
         self.session = Session(spec.namespace)
         self._next_check = 0.0
@@ -425,6 +429,10 @@ class LiveNode:
                 names.append(name)
                 self.session.fills += name == "OrderFilled"
 
+    def _read_fills(self) -> None:
+        self.session.fill_reads += 1
+        self.adapter.poll_fills()
+
     def step(self) -> None:
         """One pass: new closed bars, then the venue's answers, fills and in-doubt lookups."""
         self.venue_clock.sync()
@@ -434,15 +442,22 @@ class LiveNode:
             self._input(name, payload, ts, "feed", taken)
             self._pump()
         if not self.spec.paper:
-            if time.monotonic() >= self._next_fills:
+            account = self.account
+            updates = account.take() if account is not None else 0
+            if updates:
+                self.session.account_updates += updates
+                self._fills_due = True  # the venue says the account changed: read it as soon as the floor allows
+            if time.monotonic() >= self._next_fills and (
+                    self._fills_due or account is None or not account.connected()):
                 self._next_fills = time.monotonic() + self.spec.fills_seconds
-                self.adapter.poll_fills()
+                self._fills_due = False
+                self._read_fills()
             if self.adapter.in_doubt:
                 self.adapter.resolve()
             if time.monotonic() >= self._next_check:
                 self._next_check = time.monotonic() + self.spec.check_seconds
                 found = self.adapter.check_orders()
-                self.adapter.poll_fills()
+                self._read_fills()
                 if found:
                     self._pump()
                     self._record_check(found, orders=len(self.adapter.orders.open), fills=0, balances=0)
@@ -547,13 +562,17 @@ class LiveNode:
         """Start, then step every poll interval until `stop()` (or max_seconds), then write RunStopped."""
         if self.stream is not None:
             self.stream.start(self.exchange.markets)
+        if self.account is not None:
+            self.account.start(self.exchange.markets)
         self.start()
         began = time.monotonic()
         try:
             while not stop() and (max_seconds is None or time.monotonic() - began < max_seconds):
                 self.step()
                 if self.stream is not None and self.stream.connected():
-                    self.stream.wait(self.spec.poll_seconds)  # a streamed bar wakes the loop at once
+                    self.stream.wait(self.spec.poll_seconds)  # a streamed bar (or account update) wakes the loop
+                elif self.account is not None:
+                    self.account.wait(self.spec.poll_seconds)
                 else:
                     time.sleep(self.spec.poll_seconds)
         finally:
@@ -566,6 +585,8 @@ class LiveNode:
                 self.alerts.close(5.0)
             if self.stream is not None:
                 self.stream.stop()
+            if self.account is not None:
+                self.account.stop()
             if self.metrics is not None:
                 self.metrics.close()
         return self.session

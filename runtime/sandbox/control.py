@@ -2,7 +2,8 @@
 
     GET  /sandbox/clock           market time (ms and ns), server time, speed: the clock a live session follows
     GET  /sandbox/state           orders, trades, exact balances as the venue holds them (no visibility lag), market
-                                  and server time, faults in force, websocket connections
+                                  and server time, faults in force, websocket connections, REST requests served
+                                  by "METHOD /path"
     POST /sandbox/faults          {"fault": KIND, "next": N | "probability": P, "arg": X, "target": T} or a list
                                   of them; {"fault": "ws_close"|"ws_stall", "now": true, "target", "arg"} acts at
                                   once; {"clear": true | KIND}; {"clock_offset_ms": N}
@@ -67,7 +68,8 @@ class Control:
             "lastPrices": {s: num(m.last_price) if m.last_price is not None else None
                            for s, m in v.market.symbols.items()},
             "balances": {a: {"free": exact_text(f), "locked": exact_text(lk)} for a, f, lk in v.book.balances()},
-            "orders": orders, "trades": trades, "faults": v.faults.table(), "connections": v.streams.view()})
+            "orders": orders, "trades": trades, "faults": v.faults.table(), "connections": v.streams.view(),
+            "requests": dict(sorted(v.requests.items()))})
 
     async def faults(self, request: web.Request) -> web.Response:
         body = await _body(request)

@@ -109,6 +109,7 @@ class RestApi:
         if route is None:
             return _error(WireError(404, -1000, f"No such endpoint in the sandbox: {method} {path}"), {})
         handler, signed, weight = route
+        self.venue.requests[f"{method} {path}"] += 1
         headers = self._count(weight, method == "POST" and path == "/api/v3/order")
         faults = self.venue.faults
         before = faults.draw(REST_BEFORE, method, path, signed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections import Counter
 from decimal import Decimal
 
 from eventstore.store import Log
@@ -42,6 +43,7 @@ class Venue:
         self.faults = Faults(config.seed, parse_spec(config.faults))
         self.credentials = Credentials(config.api_key, config.secret)
         self.streams = Streams(self.market, self.clock, self.credentials, self.faults)
+        self.requests: Counter[str] = Counter()  # REST requests served, by "METHOD /path" (/sandbox/state)
         self.book.sink = self.streams.publish_user
 
     def release(self, units: list[MarketUnit]) -> None:

@@ -1,6 +1,7 @@
 """Closed bars from a venue's websocket kline stream (ccxt.pro), on a thread of their own.
 
-ccxt.pro is asyncio; the live loop is not. A `KlineStream` runs one event loop on a daemon thread that keeps a
+ccxt.pro is asyncio; the live loop is not. A `StreamThread` runs one exchange's watches on an event loop of their
+own, on a daemon thread (the account's private stream, account_stream.py, is one too). A `KlineStream` keeps a
 `watch_ohlcv` subscription per symbol (ccxt.pro reconnects, re-subscribes and keeps the socket alive) and hands the
 loop every bar the venue declares closed, in arrival order, through a thread-safe queue (`drain`).
 
@@ -19,6 +20,7 @@ import contextlib
 import threading
 import time
 from collections import deque
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,49 +39,39 @@ class StreamedBar:
     received_ns: int = 0  # perf_counter_ns when its closing frame arrived: where tick-to-order latency starts
 
 
-class KlineStream:
-    """Closed bars of `symbols` at `timeframe`, streamed; `connected()` says whether every subscription is live."""
+class StreamThread:
+    """One ccxt.pro exchange's watches on an asyncio loop of their own, on a daemon thread, until `stop()`; every
+    arrival sets `arrived`, which the live loop may share between streams to wake for whichever comes first."""
 
-    def __init__(self, exchange: Any, symbols: list[str], timeframe: str, *, retry_seconds: float = 1.0):
+    thread_name = "stream"
+
+    def __init__(self, exchange: Any, *, retry_seconds: float = 1.0, wake: threading.Event | None = None):
         self.exchange = exchange  # a ccxt.pro exchange, used on the stream's thread only
-        self.symbols = sorted(symbols)
-        self.timeframe = timeframe
         self.retry_seconds = retry_seconds
-        self._bars: deque[StreamedBar] = deque()
-        self._arrived = threading.Event()
-        self._live: dict[str, bool] = {s: False for s in self.symbols}
-        self._taken: dict[str, int] = {}  # symbol → open time of the last bar queued
-        self._tapped = False  # the venue marks closing frames: only those close a bar
+        self.arrived = wake if wake is not None else threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
 
     # ---- the loop's side -----------------------------------------------------------------------------------------
 
-    def start(self, markets: dict[str, Any] | None = None) -> KlineStream:
+    def start(self, markets: dict[str, Any] | None = None) -> StreamThread:
         """Subscribe on the stream's thread; `markets`: the REST client's, so no second catalogue is fetched."""
         if markets and not self.exchange.markets:
             self.exchange.set_markets(markets)
         ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(ready,), name="kline-stream", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(ready,), name=self.thread_name, daemon=True)
         self._thread.start()
         ready.wait(5)
         return self
 
     def connected(self) -> bool:
-        return all(self._live.values())
+        raise NotImplementedError
 
     def wait(self, timeout: float) -> None:
-        """Sleep until a closed bar arrives or `timeout` passes: the loop wakes for a bar, not for its poll."""
-        self._arrived.wait(timeout)
-        self._arrived.clear()
-
-    def drain(self) -> list[StreamedBar]:
-        """Every closed bar received since the last call, in arrival order."""
-        out = []
-        while self._bars:
-            out.append(self._bars.popleft())
-        return out
+        """Sleep until something arrives or `timeout` passes: the loop wakes for an arrival, not for its poll."""
+        self.arrived.wait(timeout)
+        self.arrived.clear()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close the sockets and end the thread (a daemon: a process that exits without this loses nothing)."""
@@ -99,20 +91,60 @@ class KlineStream:
         finally:
             self._loop.close()
 
+    def _prepare(self) -> None:
+        """Once the markets are loaded, before the first watch."""
+
+    def _watches(self) -> list[Coroutine[Any, Any, None]]:
+        raise NotImplementedError
+
     async def _main(self) -> None:
         try:
             if not self.exchange.markets:
                 await self.exchange.load_markets()
-            self._tap()
-        except Exception:  # noqa: BLE001, S110 - no markets, no tap: the later-bar rule still holds
+            self._prepare()
+        except Exception:  # noqa: BLE001, S110 - no markets: the watches load them, or fail and retry
             pass
-        tasks = [asyncio.ensure_future(self._watch(s)) for s in self.symbols]
+        tasks = [asyncio.ensure_future(w) for w in self._watches()]
         await self._stopping.wait()  # type: ignore[union-attr]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         with contextlib.suppress(Exception):  # closing a socket that is already gone
             await self.exchange.close()
+
+
+class KlineStream(StreamThread):
+    """Closed bars of `symbols` at `timeframe`, streamed; `connected()` says whether every subscription is live."""
+
+    thread_name = "kline-stream"
+
+    def __init__(self, exchange: Any, symbols: list[str], timeframe: str, *, retry_seconds: float = 1.0,
+                 wake: threading.Event | None = None):
+        super().__init__(exchange, retry_seconds=retry_seconds, wake=wake)
+        self.symbols = sorted(symbols)
+        self.timeframe = timeframe
+        self._bars: deque[StreamedBar] = deque()
+        self._live: dict[str, bool] = {s: False for s in self.symbols}
+        self._taken: dict[str, int] = {}  # symbol → open time of the last bar queued
+        self._tapped = False  # the venue marks closing frames: only those close a bar
+
+    def connected(self) -> bool:
+        return all(self._live.values())
+
+    def drain(self) -> list[StreamedBar]:
+        """Every closed bar received since the last call, in arrival order."""
+        out = []
+        while self._bars:
+            out.append(self._bars.popleft())
+        return out
+
+    # ---- the stream's thread -------------------------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        self._tap()  # no markets, no tap: the later-bar rule still holds
+
+    def _watches(self) -> list[Coroutine[Any, Any, None]]:
+        return [self._watch(s) for s in self.symbols]
 
     async def _watch(self, symbol: str) -> None:
         while True:
@@ -131,7 +163,7 @@ class KlineStream:
         if bar.open_ms > self._taken.get(bar.symbol, -1):
             self._taken[bar.symbol] = bar.open_ms
             self._bars.append(bar)
-            self._arrived.set()
+            self.arrived.set()
 
     def _later_bar(self, symbol: str, candles: list[list[Any]]) -> None:
         """Every bar of the cache but its last is closed: the venue has started a later one."""
