@@ -81,6 +81,13 @@ class Strategy:
         """Continue from a state `snapshot` returned (lists come back as lists, whatever they were)."""
 
 
+def listens(cls: type[Strategy]) -> frozenset[str]:
+    """The market events a strategy class handles (the callbacks it overrides): what a live session subscribes to."""
+    from schemas.names import STRATEGY_CALLBACKS
+
+    return frozenset(name for name, cb in STRATEGY_CALLBACKS.items() if getattr(cls, cb) is not getattr(Strategy, cb))
+
+
 BUILTINS = {
     "sma_cross": "handlers.strategies.sma_cross:SmaCross",
     "breakout": "handlers.strategies.breakout:Breakout",

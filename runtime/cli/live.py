@@ -12,6 +12,7 @@ import typer
 from handlers.incidents.config import IncidentConfig
 from handlers.queue import QueueConfig
 from handlers.risk.limits import RiskLimits
+from handlers.strategy import listens, load_strategy
 from handlers.venues.sim.config import VenueConfig
 from runtime.cli import output
 from runtime.cli.context import cli_context
@@ -108,6 +109,15 @@ def live(
 
         # public market data: the streaming client holds no credentials
         kline_stream = KlineStream(exchange_for(venue, None, sandbox_url, pro=True), list(spec.symbols), timeframe)
+    heard = listens(load_strategy(strategy))
+    ticks = None
+    if stream and heard & {"TradeTick", "QuoteTick"}:
+        from handlers.venues.ccxt.stream import TickStream
+
+        # what the strategy hears besides bars: its trades and the book's top, public data as the bars are
+        ticks = TickStream(exchange_for(venue, None, sandbox_url, pro=True), list(spec.symbols),
+                           trades="TradeTick" in heard, quotes="QuoteTick" in heard,
+                           wake=kline_stream.arrived if kline_stream is not None else None)
     account = None
     if account_stream and not paper:
         from handlers.venues.ccxt.account_stream import AccountStream
@@ -146,7 +156,7 @@ def live(
 
         switch = DeadMansSwitch(exchange, dead_man, secrets=secrets)
     node = LiveNode(cli_context(ctx).open(), spec, exchange, venue_clock=venue_clock, metrics=metrics,
-                    secrets=secrets, stream=kline_stream, account=account, deadman=switch if switch and switch.available else None,
+                    secrets=secrets, stream=kline_stream, account=account, ticks=ticks, deadman=switch if switch and switch.available else None,
                     alerts=Alerts(alert_config, namespace) if alert_config is not None else None)
     if switch is not None and not switch.available:
         sys.stderr.write(f"note: {venue} has no dead-man's switch in ccxt (cancel-all-after): resting orders stay at "
@@ -154,7 +164,8 @@ def live(
     s = node.run(lambda: stopping[0], max_seconds=max_seconds)
     since = "" if s.snapshot_seq is None else f" after the snapshot at seq {s.snapshot_seq:,}"
     sys.stdout.write(f"{s.namespace}: recovered {s.recovered_events:,} events{since} ({s.recovered_inputs:,} inputs), "
-                     f"{s.inputs:,} inputs this session ({s.bars_streamed:,} bars streamed, {s.bars_polled:,} polled), "
+                     f"{s.inputs:,} inputs this session ({s.bars_streamed:,} bars streamed, {s.bars_polled:,} polled"
+                     f"{f', {s.trades:,} trades' if s.trades else ''}{f', {s.quotes:,} quotes' if s.quotes else ''}), "
                      f"{s.fills:,} fills ({s.fill_reads:,} reads of the venue's trades, {s.account_updates:,} account "
                      f"updates streamed), {s.resolved_in_doubt:,} sends in doubt resolved\n")
 

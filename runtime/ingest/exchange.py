@@ -20,7 +20,7 @@ from eventstore.store import Log
 from eventstore.writer import Draft
 from handlers.venues.ccxt.errors import read_again
 from handlers.venues.ccxt.feed import bar_event
-from handlers.venues.ccxt.mapping import dec, instrument_id, instrument_payload
+from handlers.venues.ccxt.mapping import instrument_id, instrument_payload, trade_tick
 from runtime.ingest.csvrows import fold_history, series_key
 from runtime.times import format_ns, parse_timeframe, timeframe_months
 from schemas.errors import TapeError
@@ -259,11 +259,7 @@ def ingest_trades(log: Log, exchange: Any, req: Request, *,
 
 
 def _trade(iid: str, t: dict[str, Any]) -> Draft:
-    """A ccxt trade as a TradeTick: the taker's side is the aggressor's, prices exact."""
-    ts = int(t["timestamp"]) * MS
-    side = {"buy": "BUYER", "sell": "SELLER"}.get(t.get("side") or "", "NO_AGGRESSOR")
-    payload = {"instrument_id": iid, "price": dec(t["price"]), "quantity": dec(t["amount"]), "aggressor_side": side,
-               "trade_id": str(t["id"])}
+    payload, ts = trade_tick(iid, t)
     return Draft("TradeTick", payload, ts, iid, SOURCE, None, None, ts)
 
 

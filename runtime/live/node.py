@@ -32,7 +32,7 @@ from handlers.operator import Operator
 from handlers.queue import OutboundQueue, QueueConfig
 from handlers.risk.engine import RiskEngine
 from handlers.risk.limits import RiskLimits
-from handlers.strategy import Strategy, load_strategy, params_as_strings, parse_params
+from handlers.strategy import Strategy, listens, load_strategy, params_as_strings, parse_params
 from handlers.venues.ccxt.adapter import CcxtVenue, credentials_refused
 from handlers.venues.ccxt.clock import ExchangeClock, VenueClock
 from handlers.venues.ccxt.errors import one_line
@@ -40,6 +40,7 @@ from handlers.venues.ccxt.feed import BarFeed
 from handlers.venues.ccxt.health import VenueHealth
 from handlers.venues.ccxt.mapping import instrument_id, instrument_payload
 from handlers.venues.ccxt.reconcile import balance_mismatches, blocking
+from handlers.venues.ccxt.ticks import QuoteFeed, TradeFeed
 from handlers.venues.sim.config import VenueConfig
 from handlers.venues.sim.venue import SimulatedVenue
 from projections.snapshot import Snapshot, read_snapshot
@@ -137,6 +138,8 @@ class Session:
     bars_polled: int = 0
     fill_reads: int = 0  # reads of the venue's trade history (each a rate-limited REST request per instrument)
     account_updates: int = 0  # updates the account stream announced (each a reason to read, never a record)
+    trades: int = 0  # TradeTicks recorded (a strategy that hears trades)
+    quotes: int = 0  # QuoteTicks recorded (a strategy that hears the book's top)
 
 
 class LiveNode:
@@ -145,7 +148,7 @@ class LiveNode:
     def __init__(self, log: Log, spec: LiveSpec, exchange: Any, *, clock: Callable[[], int] = time.time_ns,
                  venue_clock: VenueClock | None = None, secrets: tuple[str, ...] = (), stream: Any = None,
                  metrics: Any = None, use_snapshots: bool = True, snapshot_to_seq: int | None = None,
-                 alerts: Any = None, deadman: Any = None, account: Any = None):
+                 alerts: Any = None, deadman: Any = None, account: Any = None, ticks: Any = None):
         if not spec.namespace.startswith("live-"):
             raise LiveError(f"namespace {spec.namespace!r}: a live namespace is named live-NAME (e.g. live-btc)")
         self.log, self.spec, self.exchange, self.clock = log, spec, exchange, clock
@@ -161,8 +164,12 @@ class LiveNode:
                                  own_prefix=order_id_prefix(spec.namespace))
         self.feed = BarFeed(exchange, self.symbols, spec.timeframe, spec.timeframe_ns, self.venue_clock.now,
                             history=spec.history_bars)
+        heard = listens(self.strategy_cls)
+        self.trades = TradeFeed(exchange, self.symbols) if "TradeTick" in heard else None  # Binance: aggTrades
+        self.quotes = QuoteFeed(exchange, self.symbols, self.venue_clock.now) if "QuoteTick" in heard else None
         self.use_snapshots, self.snapshot_to_seq = use_snapshots, snapshot_to_seq  # where recovery may start
         self.stream = stream  # a KlineStream (stream.py) or None: bars over REST only
+        self.ticks = ticks  # a TickStream (stream.py) or None: the trades and quotes the strategy hears, over REST
         self.metrics = metrics  # runtime.ops.metrics.SessionMetrics or None
         self.alerts = alerts  # runtime.ops.alerts.Alerts or None: webhooks told of incidents and halts
         self.deadman = deadman  # handlers.venues.ccxt.deadman.DeadMansSwitch or None (paper, or no such venue API)
@@ -275,15 +282,18 @@ class LiveNode:
             if snap.strategy_state is not None:
                 engine.strategy.restore(snap.strategy_state)
             engine.restore_handlers(snap.handlers)
-            for bar in snap.state.market.last_bar.values():  # where the feed resumes, as the log says
-                self.feed.learn("Bar", bar)
+            market = snap.state.market
+            for name, last in (("Bar", market.last_bar), ("TradeTick", market.last_trade),
+                               ("QuoteTick", market.last_quote)):
+                for data in last.values():  # where the feeds resume, as the log says
+                    self._learn(name, data)
             self.session.snapshot_seq = seq
         self.adapter.sending = False
         engine.snapshot_every = 0  # while the log replays, its own SnapshotTakens say where snapshots are
 
         def learn(e: Event) -> None:
             self.adapter.learn(e.name, e.data, e.envelope["ts_init"])
-            self.feed.learn(e.name, e.data)
+            self._learn(e.name, e.data)
 
         def session_start(e: Event, first: bool) -> None:
             engine.start(e.ts_event, own_fields(e.data), open_venue=first)
@@ -429,6 +439,14 @@ class LiveNode:
                 names.append(name)
                 self.session.fills += name == "OrderFilled"
 
+    def _learn(self, name: str, data: dict[str, Any]) -> None:
+        """A recorded market event, folded into the feed that resumes after it."""
+        self.feed.learn(name, data)
+        if self.trades is not None:
+            self.trades.learn(name, data)
+        if self.quotes is not None:
+            self.quotes.learn(name, data)
+
     def _read_fills(self) -> None:
         self.session.fill_reads += 1
         self.adapter.poll_fills()
@@ -437,8 +455,9 @@ class LiveNode:
         """One pass: new closed bars, then the venue's answers, fills and in-doubt lookups."""
         self.venue_clock.sync()
         bars = self._bars()
+        ticks = self._ticks()
         taken = time.perf_counter()
-        for name, payload, ts in bars:
+        for name, payload, ts in sorted(bars + ticks, key=lambda m: m[2]) if ticks else bars:  # in event time
             self._input(name, payload, ts, "feed", taken)
             self._pump()
         if not self.spec.paper:
@@ -558,12 +577,34 @@ class LiveNode:
                 self._due_since.pop(iid, None)
         return bars
 
+    def _ticks(self) -> list[tuple[str, dict[str, Any], int]]:
+        """New trades and the book's top, for a strategy that hears them: streamed while the stream is up and
+        continues the log (ticks.py), REST for the rest."""
+        out: list[tuple[str, dict[str, Any], int]] = []
+        stream = self.ticks
+        if self.trades is not None:
+            if stream is not None and stream.trades_connected():
+                out += self.trades.take(stream.drain_trades())
+                if self.trades.behind:
+                    out += self.trades.poll(sorted(self.trades.behind))
+            else:
+                out += self.trades.poll()
+            self.session.trades += sum(1 for m in out if m[0] == "TradeTick")
+        if self.quotes is not None:
+            quotes = self.quotes.take(stream.drain_quotes()) if stream is not None and stream.quotes_connected() \
+                else self.quotes.poll()
+            self.session.quotes += len(quotes)
+            out += quotes
+        return out
+
     def run(self, stop: Callable[[], bool], *, max_seconds: float | None = None) -> Session:
         """Start, then step every poll interval until `stop()` (or max_seconds), then write RunStopped."""
         if self.stream is not None:
             self.stream.start(self.exchange.markets)
         if self.account is not None:
             self.account.start(self.exchange.markets)
+        if self.ticks is not None:
+            self.ticks.start(self.exchange.markets)
         self.start()
         began = time.monotonic()
         try:
@@ -587,6 +628,8 @@ class LiveNode:
                 self.stream.stop()
             if self.account is not None:
                 self.account.stop()
+            if self.ticks is not None:
+                self.ticks.stop()
             if self.metrics is not None:
                 self.metrics.close()
         return self.session

@@ -10,7 +10,6 @@ something to say. A stream that is down, stalled or drops a frame costs latency,
 """
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Coroutine
 from typing import Any
@@ -31,13 +30,8 @@ class AccountStream(StreamThread):
         super().__init__(exchange, retry_seconds=retry_seconds, wake=wake)
         has = getattr(exchange, "has", None) or {}
         self.watches = [w for w, key in WATCHES.items() if has.get(key)]
-        self._live = False
         self._lock = threading.Lock()
         self._changes = 0
-        self.failures = 0  # watches that raised (a socket closed, refused credentials): each retried
-
-    def connected(self) -> bool:
-        return self._live
 
     def take(self) -> int:
         """The updates that arrived since the last call (0: nothing new the stream knows of)."""
@@ -51,17 +45,9 @@ class AccountStream(StreamThread):
         return [self._watch(w) for w in self.watches]
 
     async def _watch(self, name: str) -> None:
-        watch = getattr(self.exchange, name)
-        while True:
-            try:
-                got = await watch()
-                self._live = True
-                with self._lock:
-                    self._changes += max(1, len(got) if isinstance(got, list) else 1)
-                self.arrived.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - any failure of the socket or the subscription: REST covers it
-                self._live = False
-                self.failures += 1
-                await asyncio.sleep(self.retry_seconds)
+        def deliver(got: Any) -> None:
+            with self._lock:
+                self._changes += max(1, len(got) if isinstance(got, list) else 1)
+            self.arrived.set()
+
+        await self._keep("account", getattr(self.exchange, name), deliver)

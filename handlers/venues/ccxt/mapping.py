@@ -23,6 +23,22 @@ def dec(value: Any) -> Decimal | None:
     return Decimal(str(value))
 
 
+def trade_tick(iid: str, t: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """A ccxt trade (REST or streamed) as a TradeTick payload and its venue time (ns): the taker's side is the
+    aggressor's, prices exact."""
+    side = {"buy": "BUYER", "sell": "SELLER"}.get(t.get("side") or "", "NO_AGGRESSOR")
+    return ({"instrument_id": iid, "price": dec(t["price"]), "quantity": dec(t["amount"]), "aggressor_side": side,
+             "trade_id": str(t["id"])}, int(t["timestamp"]) * 1_000_000)
+
+
+def quote_tick(iid: str, ticker: dict[str, Any]) -> dict[str, Any] | None:
+    """A ccxt ticker's best bid and ask as a QuoteTick payload (None while one side is empty)."""
+    values = [dec(ticker.get(k)) for k in ("bid", "bidVolume", "ask", "askVolume")]
+    if any(v is None for v in values):
+        return None
+    return dict(zip(("bid_price", "bid_size", "ask_price", "ask_size"), values), instrument_id=iid)
+
+
 def instrument_id(market: dict[str, Any], venue: str) -> str:
     """The tape instrument id of a ccxt market."""
     return f"{market['id']}.{venue}"

@@ -20,7 +20,7 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,8 @@ class StreamThread:
         self.exchange = exchange  # a ccxt.pro exchange, used on the stream's thread only
         self.retry_seconds = retry_seconds
         self.arrived = wake if wake is not None else threading.Event()
+        self._live: dict[str, bool] = {}  # subscription → delivering (set by `_keep`)
+        self.failures = 0  # watches that raised, each tried again
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
@@ -66,7 +68,8 @@ class StreamThread:
         return self
 
     def connected(self) -> bool:
-        raise NotImplementedError
+        """Every subscription delivered since its last failure (none yet: not connected)."""
+        return bool(self._live) and all(self._live.values())
 
     def wait(self, timeout: float) -> None:
         """Sleep until something arrives or `timeout` passes: the loop wakes for an arrival, not for its poll."""
@@ -97,6 +100,24 @@ class StreamThread:
     def _watches(self) -> list[Coroutine[Any, Any, None]]:
         raise NotImplementedError
 
+    async def _keep(self, key: str, watch: Callable[[], Awaitable[Any]], deliver: Callable[[Any], None]) -> None:
+        """Watch until stopped: each delivery marks `key` live and goes to `deliver` (which sets `arrived` for what
+        the loop should wake for); a failure of the socket or the subscription marks it down, and the watch is tried
+        again after `retry_seconds` (ccxt.pro reconnects on the next call) — REST covers meanwhile."""
+        self._live.setdefault(key, False)
+        while True:
+            try:
+                got = await watch()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - any failure: the loop's REST path covers until it is back
+                self._live[key] = False
+                self.failures += 1
+                await asyncio.sleep(self.retry_seconds)
+                continue
+            self._live[key] = True
+            deliver(got)
+
     async def _main(self) -> None:
         try:
             if not self.exchange.markets:
@@ -124,12 +145,9 @@ class KlineStream(StreamThread):
         self.symbols = sorted(symbols)
         self.timeframe = timeframe
         self._bars: deque[StreamedBar] = deque()
-        self._live: dict[str, bool] = {s: False for s in self.symbols}
+        self._live = {s: False for s in self.symbols}
         self._taken: dict[str, int] = {}  # symbol → open time of the last bar queued
         self._tapped = False  # the venue marks closing frames: only those close a bar
-
-    def connected(self) -> bool:
-        return all(self._live.values())
 
     def drain(self) -> list[StreamedBar]:
         """Every closed bar received since the last call, in arrival order."""
@@ -147,17 +165,11 @@ class KlineStream(StreamThread):
         return [self._watch(s) for s in self.symbols]
 
     async def _watch(self, symbol: str) -> None:
-        while True:
-            try:
-                candles = await self.exchange.watch_ohlcv(symbol, self.timeframe)
-                self._live[symbol] = True
-                if not self._tapped:
-                    self._later_bar(symbol, candles)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - any failure of the socket: REST covers until it is back
-                self._live[symbol] = False
-                await asyncio.sleep(self.retry_seconds)
+        def deliver(candles: list[list[Any]]) -> None:
+            if not self._tapped:
+                self._later_bar(symbol, candles)
+
+        await self._keep(symbol, lambda: self.exchange.watch_ohlcv(symbol, self.timeframe), deliver)
 
     def _queue(self, bar: StreamedBar) -> None:
         if bar.open_ms > self._taken.get(bar.symbol, -1):
@@ -187,3 +199,64 @@ class KlineStream(StreamThread):
 
         self.exchange.handle_ohlcv = handle_ohlcv
         self._tapped = True
+
+
+class TickStream(StreamThread):
+    """Trades and/or the book's top of `symbols`, streamed (ticks.py says what the loop records of them). Binance's
+    trades are watched as aggregate trades, the ids REST pages by."""
+
+    thread_name = "tick-stream"
+
+    def __init__(self, exchange: Any, symbols: list[str], *, trades: bool, quotes: bool, retry_seconds: float = 1.0,
+                 wake: threading.Event | None = None):
+        super().__init__(exchange, retry_seconds=retry_seconds, wake=wake)
+        self.symbols = sorted(symbols)
+        self.trades, self.quotes = trades, quotes
+        self._trades: deque[tuple[str, dict[str, Any]]] = deque()
+        self._tickers: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._live = {**({f"trades:{s}": False for s in self.symbols} if trades else {}),
+                      **({"quotes": False} if quotes else {})}
+
+    def trades_connected(self) -> bool:
+        return self.trades and all(v for k, v in self._live.items() if k.startswith("trades:"))
+
+    def quotes_connected(self) -> bool:
+        return self._live.get("quotes", False)
+
+    def drain_trades(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every trade received since the last call, (ccxt symbol, ccxt trade), in arrival order."""
+        out = []
+        while self._trades:
+            out.append(self._trades.popleft())
+        return out
+
+    def drain_quotes(self) -> dict[str, dict[str, Any]]:
+        """The latest ticker per symbol received since the last call."""
+        with self._lock:
+            out, self._tickers = self._tickers, {}
+        return out
+
+    # ---- the stream's thread -------------------------------------------------------------------------------------
+
+    def _watches(self) -> list[Coroutine[Any, Any, None]]:
+        return ([self._watch_trades(s) for s in self.symbols] if self.trades else []) + \
+            ([self._watch_quotes()] if self.quotes else [])
+
+    async def _watch_trades(self, symbol: str) -> None:
+        params = {"name": "aggTrade"} if self.exchange.id in ("binance", "binanceus") else {}
+
+        def deliver(trades: list[dict[str, Any]]) -> None:
+            self._trades.extend((symbol, t) for t in trades)
+            self.arrived.set()
+
+        await self._keep(f"trades:{symbol}", lambda: self.exchange.watch_trades(symbol, None, None, dict(params)),
+                         deliver)
+
+    async def _watch_quotes(self) -> None:
+        def deliver(tickers: dict[str, dict[str, Any]]) -> None:
+            with self._lock:
+                self._tickers.update(tickers)
+            self.arrived.set()
+
+        await self._keep("quotes", lambda: self.exchange.watch_bids_asks(self.symbols), deliver)

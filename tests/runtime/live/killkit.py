@@ -139,7 +139,7 @@ class Live:
 
     def argv(self, *extra: str) -> list[str]:
         return [sys.executable, "-c", LAUNCHER, "--store", self.store_url or f"file:{self.store}", "live",
-                "--venue", "binance", "--namespace", NAMESPACE, "--strategy", self.strategy, *STRATEGIES[self.strategy],
+                "--venue", "binance", "--namespace", NAMESPACE, "--strategy", self.strategy, *STRATEGIES.get(self.strategy, ()),
                 "--symbol", SYMBOL, "--sandbox-url", self.url, "--poll", "0.05", "--history", "3",
                 "--visibility-window", str(self.window_s), "--snapshot-every", "25",
                 "--incidents", str(self.incidents()),
@@ -154,9 +154,9 @@ class Live:
         SPAWNED.append(p)
         return p
 
-    def run(self, seconds: float, **env: str) -> subprocess.CompletedProcess:
+    def run(self, seconds: float, *extra: str, **env: str) -> subprocess.CompletedProcess:
         """A session that ends by itself after `seconds` (RunStopped); its output, for the failure message."""
-        return subprocess.run(self.argv("--max-seconds", str(seconds)), env=self.env(**env), cwd=ROOT,
+        return subprocess.run(self.argv("--max-seconds", str(seconds), *extra), env=self.env(**env), cwd=ROOT,
                               capture_output=True, text=True, timeout=seconds + 120)
 
 
