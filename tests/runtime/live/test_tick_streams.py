@@ -3,6 +3,7 @@ log holds every trade of the venue once, in id order, equal to the venue's own â
 while the market went on, and sessions without the stream â€” and the book's top whenever it changed."""
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from itertools import pairwise
 
@@ -37,7 +38,7 @@ def venue_trades(sb: Sandbox, first: int, last: int) -> dict[str, dict]:
     return out
 
 
-def test_every_trade_once_in_order_across_drops_restarts_and_rest_only_sessions(tmp_path):
+def test_every_trade_once_in_order_across_a_kill_drops_restarts_and_rest_only_sessions(tmp_path):
     store = tmp_path / "store"
     write_history(store, "hist", bars=3000)
     (tmp_path / "ears.py").write_text(EARS)
@@ -46,6 +47,10 @@ def test_every_trade_once_in_order_across_drops_restarts_and_rest_only_sessions(
     live.strategy = f"{tmp_path / 'ears.py'}:Ears"
     outs = []
     try:
+        p = live.spawn()  # a session SIGKILLed mid-stream: the next one resumes after its last committed trade
+        time.sleep(5)
+        p.kill()
+        p.communicate()
         for faults, extra in [(None, ()), ({"fault": "ws_drop", "probability": 0.3, "target": "market"}, ()),
                               (None, ("--no-stream",))]:
             sb.post("/sandbox/faults", faults or {"clear": True})
