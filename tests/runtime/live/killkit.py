@@ -103,6 +103,8 @@ elif variant == "absent_at_once":  # negative control: "not found" is taken as p
         init(self, *args, **kwargs)
         self.visibility_window_ns = 0
     adapter.CcxtVenue.__init__ = no_window
+elif variant == "no_wait":  # negative control: startup looks a send in doubt up once, and judges
+    node.LiveNode._settle_doubt = lambda self: self.adapter.resolve()
 
 sys.argv[0] = "tape"
 main()
