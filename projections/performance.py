@@ -403,14 +403,17 @@ def max_drawdown(samples: Sequence[tuple[int, Decimal]]) -> tuple[float, int, in
     the last sample when it never recovers. The first of equal drawdowns is the one reported."""
     best = _ZERO
     best_peak_i = best_trough_i = 0
-    peak = None
+    peak = trough = None
     peak_i = 0
     with localcontext(_CTX):
         for i, (_, e) in enumerate(samples):
             if peak is None or e > peak:
-                peak, peak_i = e, i
+                peak, peak_i, trough = e, i, None
                 continue
-            if peak > 0:
+            # under one peak a fall is deepest at the lowest sample, and the rounded division is monotone in it:
+            # only a new low since the peak can beat `best` (the same answer, with a division per new low)
+            if peak > 0 and (trough is None or e < trough):
+                trough = e
                 dd = (peak - e) / peak
                 if dd > best:
                     best, best_peak_i, best_trough_i = dd, peak_i, i

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from datetime import date, timedelta
+from decimal import Decimal
 
 import pytest
 from projkit import IID, D, fill, instrument, market
@@ -319,3 +320,38 @@ def test_the_drawdown_curve_and_the_buy_and_hold_benchmark():
     assert r["instruments"]["A"]["return"] == pytest.approx(0.2)
     assert r["instruments"]["B"]["return"] == pytest.approx(-0.2)
     assert r["return"] == pytest.approx(0.0) and r["annualized_return"] == pytest.approx(0.0)
+
+
+def _max_drawdown_every_division(samples):
+    """The reference: every sample's fall under its peak divided out (the rule before it divided only new lows)."""
+    from decimal import localcontext
+
+    from projections.performance import _CTX
+
+    best, best_peak_i, best_trough_i, peak, peak_i = Decimal(0), 0, 0, None, 0
+    with localcontext(_CTX):
+        for i, (_, e) in enumerate(samples):
+            if peak is None or e > peak:
+                peak, peak_i = e, i
+            elif peak > 0 and (peak - e) / peak > best:
+                best, best_peak_i, best_trough_i = (peak - e) / peak, peak_i, i
+    return best, best_peak_i, best_trough_i
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_max_drawdown_divides_only_new_lows_and_gives_the_same_answer(seed):
+    import random
+
+    rng = random.Random(seed)
+    e, samples = Decimal(rng.choice([1, 3, 7])) / 3, []  # non-terminating quotients: rounding is exercised
+    for i in range(rng.randint(1, 300)):
+        e = max(Decimal(0), e + Decimal(rng.randint(-30, 30)) / 97)
+        samples.append((i * DAY, rng.choice([e, e, samples[-1][1] if samples else e])))
+    best, peak_i, trough_i = _max_drawdown_every_division(samples)
+    fraction, ns, n, recovered = max_drawdown(samples)
+    assert fraction == float(best)
+    if best:
+        end = next((j for j in range(trough_i + 1, len(samples)) if samples[j][1] >= samples[peak_i][1]), None)
+        assert recovered is (end is not None)
+        end = len(samples) - 1 if end is None else end
+        assert (ns, n) == (samples[end][0] - samples[peak_i][0], end - peak_i)
