@@ -492,8 +492,22 @@ class LiveNode:
         if self.metrics is not None:
             d = self.deadman
             self.metrics.observe(self.engine.state, read_failures=self.feed.failures,
-                                 stream_connected=None if self.stream is None else self.stream.connected(),
+                                 stream_connected=self.streams_connected(),
                                  alerts=self.alerts, deadman_seconds=None if d is None else d.remaining())
+
+    def streams_connected(self) -> dict[str, bool]:
+        """Each websocket stream the session runs, and whether it delivers (REST covers one that does not)."""
+        out = {}
+        if self.stream is not None:
+            out["bars"] = self.stream.connected()
+        if self.ticks is not None:
+            if self.ticks.trades:
+                out["trades"] = self.ticks.trades_connected()
+            if self.ticks.quotes:
+                out["quotes"] = self.ticks.quotes_connected()
+        if self.account is not None:
+            out["account"] = self.account.connected()
+        return out
 
     def commands(self) -> None:
         """The operators' commands sent since the last read, each an input recorded before it is acted on; one

@@ -67,8 +67,8 @@ class SessionMetrics:
                              ns + ["state"], registry=r)
         self.bar_age = Gauge("tape_last_market_event_age_seconds", "Seconds since the last bar of an instrument was "
                              "received (the runtime's clock).", ns + ["instrument"], registry=r)
-        self.stream = Gauge("tape_stream_connected", "1 while the venue's market data stream is connected.", ns,
-                            registry=r)
+        self.stream = Gauge("tape_stream_connected", "1 while a websocket stream of the venue is connected: bars, "
+                            "trades, quotes (market data), account (the private stream).", ns + ["stream"], registry=r)
         self.read_failures = Counter("tape_venue_read_failures", "Market data reads from the venue that got no "
                                      "answer (down, 5xx, 429/418).", ns, registry=r)
         self.incidents = Counter("tape_incidents_raised", "Incidents raised, by kind and severity.",
@@ -144,7 +144,7 @@ class SessionMetrics:
 
     # ---- what the state holds, after a pass ----------------------------------------------------------------------
 
-    def observe(self, state: Any, *, stream_connected: bool | None, read_failures: int, alerts: Any = None,
+    def observe(self, state: Any, *, stream_connected: dict[str, bool], read_failures: int, alerts: Any = None,
                 deadman_seconds: float | None = None) -> None:
         ns = self.namespace
         if alerts is not None:
@@ -179,8 +179,8 @@ class SessionMetrics:
             open_by_kind[i.kind] = open_by_kind.get(i.kind, 0) + 1
         for kind, n in open_by_kind.items():
             self.open_incidents.labels(ns, kind).set(n)
-        if stream_connected is not None:
-            self.stream.labels(ns).set(1 if stream_connected else 0)
+        for stream, up in stream_connected.items():  # the streams the session runs
+            self.stream.labels(ns, stream).set(1 if up else 0)
         if read_failures > self._failures:
             self.read_failures.labels(ns).inc(read_failures - self._failures)
             self._failures = read_failures

@@ -111,6 +111,8 @@ def test_prometheus_scrapes_a_paper_session_and_its_numbers_are_the_logs(tmp_pat
             assert value(found, "tape_equity", currency="USDT") == float(state.portfolio.equity("USDT"))
             assert value(found, "tape_trading_state", state="ACTIVE") == 1
             assert value(found, "tape_step_seconds_count") >= feed
+            assert value(found, "tape_stream_connected", stream="bars") == 1  # paper: no account stream
+            assert not [s for s in found if s[0] == "tape_stream_connected" and ("stream", "account") in s[1]]
 
             time.sleep(2.5)  # two more scrapes of the standing numbers
             assert prom.query('up{job="tape"}')[0]["value"][1] == "1"
