@@ -156,7 +156,8 @@ def live(
 
         switch = DeadMansSwitch(exchange, dead_man, secrets=secrets)
     node = LiveNode(cli_context(ctx).open(), spec, exchange, venue_clock=venue_clock, metrics=metrics,
-                    secrets=secrets, stream=kline_stream, account=account, ticks=ticks, deadman=switch if switch and switch.available else None,
+                    secrets=secrets, stream=kline_stream, account=account, ticks=ticks,
+                    deadman=switch if switch and switch.available else None,
                     alerts=Alerts(alert_config, namespace) if alert_config is not None else None)
     if switch is not None and not switch.available:
         sys.stderr.write(f"note: {venue} has no dead-man's switch in ccxt (cancel-all-after): resting orders stay at "
