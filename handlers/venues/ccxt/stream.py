@@ -102,21 +102,20 @@ class StreamThread:
 
     async def _keep(self, key: str, watch: Callable[[], Awaitable[Any]], deliver: Callable[[Any], None]) -> None:
         """Watch until stopped: each delivery marks `key` live and goes to `deliver` (which sets `arrived` for what
-        the loop should wake for); a failure of the socket or the subscription marks it down, and the watch is tried
-        again after `retry_seconds` (ccxt.pro reconnects on the next call) — REST covers meanwhile."""
+        the loop should wake for); a failure of the socket, the subscription or `deliver` marks it down, and the
+        watch is tried again after `retry_seconds` (ccxt.pro reconnects on the next call) — REST covers meanwhile."""
         self._live.setdefault(key, False)
         while True:
             try:
                 got = await watch()
+                self._live[key] = True
+                deliver(got)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - any failure: the loop's REST path covers until it is back
+            except Exception:  # noqa: BLE001 - any failure (of what came too): REST covers until it is back
                 self._live[key] = False
                 self.failures += 1
                 await asyncio.sleep(self.retry_seconds)
-                continue
-            self._live[key] = True
-            deliver(got)
 
     async def _main(self) -> None:
         try:
