@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from handlers.venues.ccxt.mapping import quote_tick, trade_tick
+from projections.market import MarketState
 
 PAGE = 1000  # trades per REST read (Binance's maximum)
 PAGES = 10  # REST reads per instrument and pass while catching up
@@ -30,12 +31,10 @@ def _id(t: dict[str, Any]) -> int | None:
 class TradeFeed:
     """The venue's trades of each instrument as (name, payload, ts_event), each once, in id order."""
 
-    def __init__(self, exchange: Any, symbols: dict[str, str], *, pages: int = PAGES,
-                 params: dict[str, Any] | None = None):
+    def __init__(self, exchange: Any, symbols: dict[str, str], *, pages: int = PAGES):
         self.exchange = exchange
         self.symbols = symbols  # instrument id → ccxt symbol
         self.pages = pages
-        self.params = params or {}
         self.last_id: dict[str, int] = {}  # instrument → id of the last trade recorded
         self.behind: set[str] = set()  # instruments whose next trade the stream did not bring: read over REST
         self.failures = 0  # REST reads that got no answer
@@ -72,7 +71,7 @@ class TradeFeed:
         for iid in sorted(self.symbols if instruments is None else instruments):
             for _ in range(self.pages):
                 last = self.last_id.get(iid)
-                params = dict(self.params, fromId=last + 1) if last is not None else dict(self.params)
+                params = {"fromId": last + 1} if last is not None else {}
                 try:
                     rows = self.exchange.fetch_trades(self.symbols[iid], None, PAGE if last is not None else 1, params)
                 except Exception:  # noqa: BLE001 - no answer moves no cursor: the next pass reads the same trades
@@ -106,8 +105,9 @@ class QuoteFeed:
         self.failures = 0
 
     def learn(self, name: str, data: dict[str, Any]) -> None:
+        """Fold a recorded event (its payload fields: a recorded quote carries its envelope too)."""
         if name == "QuoteTick" and data["instrument_id"] in self.symbols:
-            self.last[data["instrument_id"]] = dict(data)
+            self.last[data["instrument_id"]] = {k: data[k] for k in MarketState.QUOTE_FIELDS}
 
     def take(self, tickers: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any], int]]:
         """The latest ticker per symbol (ccxt symbol → ticker), where it changed the book's top, in id order."""

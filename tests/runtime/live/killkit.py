@@ -11,7 +11,9 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +21,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sandbox"))
 from sandboxkit import KEY, ROOT, SECRET, Sandbox, py_env  # noqa: E402
+
+from schemas.ids import order_id_prefix
 
 SYMBOL = "BTC/USDT"
 NAMESPACE = "live-kt"
@@ -141,7 +145,8 @@ class Live:
 
     def argv(self, *extra: str) -> list[str]:
         return [sys.executable, "-c", LAUNCHER, "--store", self.store_url or f"file:{self.store}", "live",
-                "--venue", "binance", "--namespace", NAMESPACE, "--strategy", self.strategy, *STRATEGIES.get(self.strategy, ()),
+                "--venue", "binance", "--namespace", NAMESPACE, "--strategy", self.strategy,
+                *STRATEGIES.get(self.strategy, ()),
                 "--symbol", SYMBOL, "--sandbox-url", self.url, "--poll", "0.05", "--history", "3",
                 "--visibility-window", str(self.window_s), "--snapshot-every", "25",
                 "--incidents", str(self.incidents()),
@@ -246,6 +251,25 @@ def venue_books(sb: Sandbox) -> dict[str, Any]:
     totals = {c: Decimal(repr(v)) for c, v in balance["total"].items() if v}
     info = {b["asset"]: Decimal(b["free"]) + Decimal(b["locked"]) for b in balance["info"]["balances"]}
     return {"orders": orders, "trades": trades, "totals": totals, "exact": {a: v for a, v in info.items() if v}}
+
+
+def own_orders(sb: Sandbox) -> list[dict[str, Any]]:
+    """The namespace's orders as the venue holds them (/sandbox/state: no visibility lag)."""
+    prefix = order_id_prefix(NAMESPACE)
+    return [o for o in sb.state()["orders"] if str(o["clientOrderId"]).startswith(prefix)]
+
+
+def own_trade_ids(sb: Sandbox) -> set[str]:
+    """The venue's trade ids of the namespace's orders, as the log's fills name them."""
+    return {str(t) for o in own_orders(sb) for t in o["tradeIds"]}
+
+
+def until(what: Callable[[], Any], seconds: float, step: float = 0.1) -> Any:
+    """`what()` once it is truthy, or its last value after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not (got := what()) and time.monotonic() < deadline:
+        time.sleep(step)
+    return got
 
 
 def log_events(store: Path) -> list[Any]:

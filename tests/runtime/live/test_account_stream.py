@@ -6,20 +6,12 @@ from __future__ import annotations
 import re
 import signal
 import time
-from typing import Any
 
 import pytest
-from killkit import NAMESPACE, Live, Sandbox, log_events
+from killkit import Live, Sandbox, log_events, own_orders, own_trade_ids, until
 from sandboxkit import write_history
 
-from schemas.ids import order_id_prefix
-
-PREFIX = order_id_prefix(NAMESPACE)
 READS = "GET /api/v3/myTrades"
-
-
-def ours(sb: Sandbox) -> list[dict[str, Any]]:
-    return [o for o in sb.state()["orders"] if str(o["clientOrderId"]).startswith(PREFIX)]
 
 
 def updates(out: str) -> int:
@@ -27,13 +19,6 @@ def updates(out: str) -> int:
     m = re.search(r"([\d,]+) account updates streamed", out)
     assert m, out
     return int(m.group(1).replace(",", ""))
-
-
-def until(what: Any, seconds: float, step: float = 0.1) -> Any:
-    deadline = time.monotonic() + seconds
-    while not (got := what()) and time.monotonic() < deadline:
-        time.sleep(step)
-    return got
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["account-stream", "control-no-stream"])
@@ -46,16 +31,16 @@ def test_a_quiet_account_is_not_read_and_a_fill_is_read_when_the_venue_announces
     p = live.spawn("--fills-poll", "0.5", "--check-every", "60", "--max-seconds", "60",
                    *(() if stream else ("--no-account-stream",)))
     try:
-        assert until(lambda: any(o["status"] == "NEW" for o in ours(sb)), 30), "no quote rested at the venue"
+        assert until(lambda: any(o["status"] == "NEW" for o in own_orders(sb)), 30), "no quote rested at the venue"
         sb.post("/sandbox/speed", {"speed": 0})  # the market stops: nothing changes on the account from here
         time.sleep(1.0)  # answers in flight land
         before = sb.state()["requests"].get(READS, 0)
         time.sleep(3.0)
         quiet_reads = sb.state()["requests"].get(READS, 0) - before
-        traded = {str(t) for o in ours(sb) for t in o["tradeIds"]}
+        traded = own_trade_ids(sb)
         for _ in range(200):  # the market moves on, event by event, until a quote of ours trades
             sb.step(1)
-            new = {str(t) for o in ours(sb) for t in o["tradeIds"]} - traded
+            new = own_trade_ids(sb) - traded
             if new:
                 break
         assert new, "the market never reached a quote of ours"

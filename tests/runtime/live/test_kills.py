@@ -10,12 +10,24 @@ at once, must each break an invariant (kept as tests that assert the failure).
 from __future__ import annotations
 
 import random
-import time
 from collections import Counter
 from typing import Any
 
 import pytest
-from killkit import NAMESPACE, Live, Sandbox, facts, failpoint, folded, kill_series, log_events, verdict
+from killkit import (
+    NAMESPACE,
+    Live,
+    Sandbox,
+    facts,
+    failpoint,
+    folded,
+    kill_series,
+    log_events,
+    own_orders,
+    own_trade_ids,
+    until,
+    verdict,
+)
 from sandboxkit import KEY, SECRET, write_history
 
 from schemas.ids import order_id_prefix
@@ -142,9 +154,8 @@ def test_a_crash_during_recovery_again_and_again_then_a_clean_start(tmp_path):
         logged = {e.data["trade_id"] for e in log_events(live.store) if e.name == "OrderFilled"}
         for point in ["after_replay", "mid_reconcile"] * 3:
             assert failpoint(live, point)
-        deadline = time.monotonic() + 30  # the market oscillates through the quotes within a minute of market time
-        while not (unseen := our_trade_ids(sb) - logged) and time.monotonic() < deadline:
-            time.sleep(0.5)
+        # the market oscillates through the quotes within a minute of market time
+        unseen = until(lambda: own_trade_ids(sb) - logged, 30, step=0.5)
         assert unseen, "the venue filled no resting order while nobody ran"
         v = check(sb, live, settle(sb, live))
         recovered = Counter(e.data["trade_id"] for e in log_events(live.store) if e.name == "OrderFilled")
@@ -156,14 +167,7 @@ def test_a_crash_during_recovery_again_and_again_then_a_clean_start(tmp_path):
 
 def resting(sb: Sandbox) -> list[dict[str, Any]]:
     """This namespace's orders open at the venue, as the venue holds them."""
-    return [o for o in sb.state()["orders"]
-            if str(o["clientOrderId"]).startswith(PREFIX) and o["status"] in ("NEW", "PARTIALLY_FILLED")]
-
-
-def our_trade_ids(sb: Sandbox) -> set[str]:
-    """The venue's trade ids of this namespace's orders."""
-    return {str(t) for o in sb.state()["orders"] if str(o["clientOrderId"]).startswith(PREFIX)
-            for t in o["tradeIds"]}
+    return [o for o in own_orders(sb) if o["status"] in ("NEW", "PARTIALLY_FILLED")]
 
 
 @pytest.mark.parametrize("variant, broken", [("resend", "duplicate_orders"), ("absent_at_once", "false_terminal")])

@@ -115,3 +115,13 @@ def test_a_quote_read_that_fails_is_counted_and_records_nothing():
     books.down = True
     feed = QuoteFeed(books, {IID: SYM}, lambda: 1)
     assert feed.poll() == [] and feed.failures == 1
+
+
+def test_a_recorded_quote_learned_from_the_log_is_not_recorded_again():
+    books = Books()
+    books.tickers = {SYM: {"bid": 99.5, "bidVolume": 2.0, "ask": 100.5, "askVolume": 1.0}}
+    feed = QuoteFeed(books, {IID: SYM}, lambda: 1)
+    logged = {"envelope": {"seq": 7}, "instrument_id": IID, "bid_price": Decimal("99.500000000000000000"),
+              "bid_size": Decimal(2), "ask_price": Decimal("100.5"), "ask_size": Decimal("1.000")}
+    feed.learn("QuoteTick", logged)  # as the log gives it back: envelope and 18 places
+    assert feed.poll() == []
